@@ -1,0 +1,44 @@
+"""Dataset cards: the TOML files in the repository's ``datasets/`` folder that describe layout, splits,
+counts, label mapping, url and licence of each dataset."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import DatasetError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+
+
+def list_cards() -> list[str]:
+    """Names of the cards present; empty when the package runs without its repository."""
+    if not CARDS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in CARDS_DIR.glob("*.toml"))
+
+
+def load_card(name: str) -> dict[str, Any]:
+    path = CARDS_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise DatasetError(f"no dataset card {path}; cards present: {', '.join(list_cards()) or 'none'}")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DatasetError(f"{path}: invalid TOML ({exc})") from exc
+
+
+def download_hint(name: str, fallback_url: str | None = None) -> str:
+    """One sentence telling the user where to get the data, from the card's url when it exists."""
+    url = fallback_url
+    if name in list_cards():
+        card = load_card(name)
+        url = card.get("url", url)
+    where = f" from {url}" if url else ""
+    return f"download it{where} (see datasets/{name}.toml)"

@@ -1,0 +1,109 @@
+"""Cityscapes (in-distribution training and evaluation) and the Cityscapes-style folder scanning shared by
+the loaders of datasets that copy its layout (LostAndFound)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+from ..paths import home
+from .base import Dataset, check_count, check_values, register_dataset
+from .cards import download_hint
+
+CITYSCAPES_URL = "https://www.cityscapes-dataset.com"
+CITYSCAPES_COUNTS = {"train": 2975, "val": 500, "test": 1525}
+
+# Official Cityscapes labelId -> trainId table (cityscapesScripts helpers/labels.py); unlisted ids -> 255.
+_TRAIN_ID_OF = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
+                24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+LABEL_ID_TO_TRAIN_ID = np.full(256, 255, dtype=np.uint8)
+for _lid, _tid in _TRAIN_ID_OF.items():
+    LABEL_ID_TO_TRAIN_ID[_lid] = _tid
+TRAIN_IDS = np.array([*range(19), 255])
+LABEL_IDS = np.arange(34)
+
+
+def default_root(name: str, root: str | Path | None) -> Path:
+    """``root`` as a Path; None means ``home()/data/<name>``."""
+    return Path(root).expanduser() if root is not None else home() / "data" / name
+
+
+def require_root(root: Path, name: str, needs: str, url: str | None) -> None:
+    if not root.is_dir():
+        raise DatasetError(
+            f"{root}: no such folder. The {name} loader expects a folder holding {needs}; "
+            f"{download_hint(name, url)} and pass its path as root (--data-root)"
+        )
+
+
+def check_split(split: str, valid: tuple[str, ...] | list[str], name: str) -> None:
+    if split not in valid:
+        raise DatasetError(f"unknown {name} split {split!r}; valid splits: {', '.join(valid)}")
+
+
+def resolve_expected(expected: int | bool | None, defaults: dict[str, int], split: str) -> int | None:
+    """None -> the real dataset's count for the split; False -> no check; an int -> that count."""
+    if expected is False:
+        return None
+    if expected is None or expected is True:
+        return defaults.get(split)
+    return int(expected)
+
+
+def _listing(paths: list[Path], base: Path) -> str:
+    shown = ", ".join(str(p.relative_to(base)) for p in paths[:3])
+    return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+
+
+def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffix: str,
+               label_suffixes: tuple[str, ...]) -> list[tuple[Path, Path, str]]:
+    """Pair ``<dir>/<sub>/<stem><image_suffix>`` with ``<label_dir>/<sub>/<stem><label suffix>`` (the first
+    suffix found wins), sorted by stem. Images without labels and labels without images are errors."""
+    for d, what in ((image_dir, "images"), (label_dir, "labels")):
+        if not d.is_dir():
+            raise DatasetError(f"{d}: no such folder; the copy at {root} lacks the {what} of this split")
+    images = {p.name[: -len(image_suffix)]: p for p in image_dir.glob(f"*/*{image_suffix}")}
+    labels: dict[str, Path] = {}
+    for suffix in reversed(label_suffixes):
+        labels.update({p.name[: -len(suffix)]: p for p in label_dir.glob(f"*/*{suffix}")})
+    unlabelled = sorted(p for s, p in images.items() if s not in labels)
+    if unlabelled:
+        raise DatasetError(
+            f"{label_dir}: {len(unlabelled)} images have no label file ({' or '.join(label_suffixes)}): "
+            f"{_listing(unlabelled, root)}; re-extract the labels or remove the stray images"
+        )
+    orphans = sorted(p for s, p in labels.items() if s not in images)
+    if orphans:
+        raise DatasetError(
+            f"{image_dir}: {len(orphans)} label files have no image ({image_suffix}): "
+            f"{_listing(orphans, root)}; re-extract the images or remove the stray labels"
+        )
+    return [(images[s], labels[s], s) for s in sorted(images)]
+
+
+@register_dataset("cityscapes")
+class CityscapesDataset(Dataset):
+    """Cityscapes ``leftImg8bit`` + ``gtFine`` in train ids (0..18, 255); ``_labelIds`` files are converted
+    with the official table when ``_labelTrainIds`` files have not been generated."""
+
+    name = "cityscapes"
+    label_kind = "train_ids"
+    SPLITS = ("train", "val", "test")
+
+    def __init__(self, root: str | Path | None = None, split: str = "train", expected: int | bool | None = None):
+        root = default_root("cityscapes", root)
+        super().__init__(root, split)
+        check_split(split, self.SPLITS, self.name)
+        require_root(self.root, "cityscapes", "leftImg8bit/ and gtFine/", CITYSCAPES_URL)
+        self.files = scan_pairs(self.root, self.root / "leftImg8bit" / split, self.root / "gtFine" / split,
+                                "_leftImg8bit.png", ("_gtFine_labelTrainIds.png", "_gtFine_labelIds.png"))
+        check_count(len(self.files), resolve_expected(expected, CITYSCAPES_COUNTS, split),
+                    self.root / "leftImg8bit" / split, f"{split} images")
+
+    def _encode_label(self, native: np.ndarray, path: Path) -> np.ndarray:
+        if path.name.endswith("_labelTrainIds.png"):
+            check_values(native, TRAIN_IDS, path, "Cityscapes trainIds")
+            return native.astype(np.uint8)
+        check_values(native, LABEL_IDS, path, "Cityscapes labelIds")
+        return LABEL_ID_TO_TRAIN_ID[native]

@@ -1,0 +1,100 @@
+"""The method contract (images -> score maps, optionally softmax probabilities) and its registry,
+which derives a meta-classified ``<name>_meta`` variant of every method that exposes probabilities."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..registry import Registry
+
+META_SUFFIX = "_meta"
+PAPER_ENTROPY_THRESHOLD = 0.7
+
+
+@dataclass
+class MethodOutput:
+    """Scores (B,H,W) float32, higher = more OoD; probs (B,C,H,W) softmax, needed by the meta stage."""
+
+    scores: np.ndarray
+    probs: np.ndarray | None = None
+
+
+@dataclass
+class SegmentStage:
+    """How the meta stage forms segments: threshold the score map at a fixed value (the paper: normalized
+    entropy >= 0.7), or at a value calibrated on a validation split (``calibrate``: a target pixel TPR)."""
+
+    threshold: float | None = PAPER_ENTROPY_THRESHOLD
+    calibrate_tpr: float | None = None
+    protocol: str = "grouped"
+    n_splits: int = 5
+
+
+class Method:
+    """Base class: ``setup`` loads or trains what the method needs and returns provenance;
+    ``predict`` maps a batch of uint8 RGB images (B,H,W,3) to a MethodOutput."""
+
+    name: str = "method"
+    provides_probs: bool = False
+    segment_stage: SegmentStage | None = None
+    calibration_split: str | None = None  # set when the stage threshold must be fixed on a validation split
+
+    def setup(self, progress: bool = True) -> dict[str, Any]:
+        return {}
+
+    def predict(self, images: np.ndarray) -> MethodOutput:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class MethodRegistry(Registry[Method]):
+    """Registry whose lookup also answers ``X_meta`` for every probability-providing method ``X``."""
+
+    def __init__(self):
+        super().__init__("method", "oodbench.methods")
+        self._meta_capable: set[str] = set()
+
+    def register(self, name: str | None = None, *, overwrite: bool = False, meta: bool | None = None) -> Callable:
+        """``meta``: derive ``<name>_meta``; by default when the factory says ``provides_probs``."""
+
+        def decorator(factory):
+            self.add(name or factory.__name__, factory, overwrite=overwrite, meta=meta)
+            return factory
+
+        return decorator
+
+    def add(self, name: str, factory: Callable[..., Method], *, overwrite: bool = False, meta: bool | None = None) -> None:
+        super().add(name, factory, overwrite=overwrite)
+        if meta if meta is not None else getattr(factory, "provides_probs", False):
+            self._meta_capable.add(name)
+
+    def _derived(self) -> dict[str, str]:
+        return {n + META_SUFFIX: n for n in self._meta_capable if n + META_SUFFIX not in self._items}
+
+    def names(self) -> set[str]:
+        return super().names() | set(self._derived())
+
+    def get(self, name: str) -> Callable[..., Method]:
+        self.load_plugins()
+        base = self._derived().get(name)
+        if base is not None:
+            from .meta import with_meta_stage
+
+            return lambda **kw: with_meta_stage(self._items[base](**kw))
+        return super().get(name)
+
+
+METHODS = MethodRegistry()
+register_method = METHODS.register
+
+
+def create_method(name: str, **kwargs: Any) -> Method:
+    return METHODS.create(name, **kwargs)
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    return METHODS.list(pattern)

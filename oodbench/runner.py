@@ -1,0 +1,109 @@
+"""dataset x method -> metric states -> record. The one place that drives an evaluation."""
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data.base import DATASETS, Dataset, Sample
+from .errors import ScoreError
+from .leaderboard.record import make_record, write_record
+from .methods import Method, create_method
+from .metrics.pixel import PixelMetricState
+from .segments.collector import SegmentCollector
+
+
+def batches(dataset: Dataset, batch_size: int) -> Iterator[list[Sample]]:
+    """Consecutive samples of equal image size, at most ``batch_size`` at a time."""
+    batch: list[Sample] = []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if batch and (len(batch) == batch_size or batch[0].image.shape != sample.image.shape):
+            yield batch
+            batch = []
+        batch.append(sample)
+    if batch:
+        yield batch
+
+
+def check_scores(method: Method, sample: Sample, score: np.ndarray) -> np.ndarray:
+    """Reject score maps that would silently corrupt metrics: wrong shape, NaN or inf."""
+    if score.shape != sample.label.shape:
+        raise ScoreError(f"method {method.name!r} returned a score map of shape {score.shape} for sample "
+                         f"{sample.id!r}, whose label map has shape {sample.label.shape}; return one score per pixel "
+                         f"at label resolution (upsample logits before scoring)")
+    bad = ~np.isfinite(score)
+    if bad.any():
+        y, x = np.argwhere(bad)[0]
+        raise ScoreError(f"method {method.name!r} returned {int(bad.sum())} NaN/inf scores for sample {sample.id!r} "
+                         f"(first at row {y}, column {x}: {score[y, x]}); scores must be finite")
+    return score.astype(np.float32, copy=False)
+
+
+def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bool, desc: str,
+                 collector: SegmentCollector | None = None, threshold: float | None = None) -> tuple[PixelMetricState, float]:
+    state = PixelMetricState()
+    model_seconds = 0.0
+    with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress) as bar:
+        for batch in batches(dataset, batch_size):
+            t0 = time.perf_counter()
+            out = method.predict(np.stack([s.image for s in batch]))
+            model_seconds += time.perf_counter() - t0
+            for k, sample in enumerate(batch):
+                score = check_scores(method, sample, np.asarray(out.scores[k]))
+                state.update(sample.label, score)
+                if collector is not None:
+                    collector.update(sample.id, out.probs[k], sample.label, threshold=threshold, score=score)
+            bar.update(len(batch))
+    return state, model_seconds
+
+
+def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
+        out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
+        dataset_options: dict[str, Any] | None = None) -> tuple[dict, Path | None]:
+    """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end."""
+    start = time.perf_counter()
+    opts = dict(dataset_options or {})
+    ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
+    if ds.label_kind != "ood":
+        raise ValueError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
+                         f"choose an OoD benchmark (`oodbench list datasets`)")
+    m = create_method(method, seed=seed) if isinstance(method, str) else method
+    method_info = m.setup(progress=progress)
+    setup_seconds = time.perf_counter() - start
+    stage = m.segment_stage
+    threshold, calibration = None, None
+    if stage is not None:
+        threshold = stage.threshold
+        if threshold is None:
+            val = DATASETS.create(dataset, root=data_root, split=m.calibration_split, **opts)
+            val_state, _ = _pixel_state(m, val, batch_size, progress, f"calibrating on {m.calibration_split}")
+            threshold = val_state.threshold_at_tpr(stage.calibrate_tpr)
+            calibration = {"split": m.calibration_split, "target_tpr": stage.calibrate_tpr,
+                           "num_images": len(val), "fingerprint": val.fingerprint()}
+    collector = SegmentCollector() if stage is not None else None
+    state, model_seconds = _pixel_state(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", collector, threshold)
+    metrics: dict[str, Any] = {"pixel": state.compute()}
+    if collector is not None:
+        seg = collector.compute(protocol=stage.protocol, n_splits=stage.n_splits, seed=seed)
+        seg.update({"segment_threshold": float(threshold), "threshold_source": "calibrated" if calibration else "fixed",
+                    "calibration": calibration})
+        metrics["segments"] = seg
+    wall = time.perf_counter() - start
+    evaluation = wall - setup_seconds
+    record = make_record(
+        method={**m.config(), **method_info},
+        dataset={**ds.describe(), "data_root": str(ds.root), "options": opts},
+        metrics=metrics,
+        cost={"wall_seconds": round(wall, 3), "setup_seconds": round(setup_seconds, 3),
+              "evaluation_seconds": round(evaluation, 3), "model_seconds": round(model_seconds, 3),
+              "images_per_second": round(len(ds) / max(evaluation, 1e-9), 3),
+              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+        extra={"seed": seed},
+    )
+    path = write_record(record, out_dir) if out_dir is not None else None
+    return record, path

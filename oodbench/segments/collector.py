@@ -1,0 +1,147 @@
+"""Per-image accumulation of segment features, targets and segment/ground-truth touches, and the
+paper's segment counts (FP/FN before and after meta classification) over a split.
+
+Only (n, F) features, n targets, the ground-truth component count and the sparse touch pairs
+are kept per image, never the maps. Counting follows meta-ood ``meta_classification.py``
+(``meta_classification.remove``): FP = segments that touch no ground-truth OoD pixel; FN =
+ground-truth OoD components (8-connectivity) that no (remaining) segment pixel touches. The paper
+code's "FP after" is the number of deleted true positives (``paper_code_fp_after`` here); the
+correct count is the number of false positives that survive the deletion.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ..data.base import IGNORE_LABEL, OOD_LABEL
+from ..errors import ScoreError
+from .components import label_components
+from .features import feature_names, segment_features
+from .meta_classifier import cross_val_proba
+
+__all__ = ["ImageSegments", "SegmentCollector", "count_errors", "image_segments"]
+
+
+@dataclass
+class ImageSegments:
+    """What one image contributes: features (n, F), targets (n,), #gt components, touch pairs."""
+
+    image_id: str
+    features: np.ndarray
+    targets: np.ndarray  # 1 = false positive (touches no OoD pixel), 0 = true positive
+    num_gt: int
+    pairs: np.ndarray  # (k, 2) int64: (gt component, segment), both 0-based, unique
+
+
+def image_segments(image_id: str, probs: np.ndarray, label: np.ndarray,
+                   threshold: float = 0.7, score: np.ndarray | None = None) -> ImageSegments:
+    """Segments, features, targets and touch pairs of one image (label: 0 / 1 OoD / 255 ignore);
+    segments come from ``score >= threshold`` (default score: normalized entropy)."""
+    label = np.asarray(label)
+    if label.shape != np.shape(probs)[1:]:
+        raise ScoreError(f"label shape {label.shape} does not match probs {np.shape(probs)}")
+    sf = segment_features(probs, label == IGNORE_LABEL, threshold, segment_score=score)
+    gt, num_gt = label_components(label == OOD_LABEL)
+    n = sf.n
+    both = (gt > 0) & (sf.segments > 0)
+    codes = np.unique(gt[both].astype(np.int64) * (n + 1) + sf.segments[both])
+    pairs = np.stack([codes // (n + 1) - 1, codes % (n + 1) - 1], axis=1).astype(np.int64)
+    touched = np.zeros(n, dtype=bool)
+    touched[pairs[:, 1]] = True
+    return ImageSegments(str(image_id), sf.features, (~touched).astype(np.int8), int(num_gt), pairs)
+
+
+def count_errors(targets: np.ndarray, removed: np.ndarray, num_gt: int,
+                 pairs: np.ndarray) -> dict[str, int]:
+    """FP/FN counts before and after deleting the ``removed`` segments.
+
+    ``pairs``: (k, 2) global (gt component, segment) touch pairs; ``num_gt``: total gt components.
+    """
+    targets = np.asarray(targets).astype(bool)
+    removed = np.asarray(removed, dtype=bool)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    kept_pairs = pairs[~removed[pairs[:, 1]]]
+    return {
+        "fp_before": int(targets.sum()),
+        "fn_before": int(num_gt - np.unique(pairs[:, 0]).size),
+        "fp_after": int((targets & ~removed).sum()),
+        "fn_after": int(num_gt - np.unique(kept_pairs[:, 0]).size),
+        "paper_code_fp_after": int((removed & ~targets).sum()),
+    }
+
+
+class SegmentCollector:
+    """Accumulates images (``update``), merges shards (``merge``), then ``compute``s the counts."""
+
+    def __init__(self) -> None:
+        self.images: list[ImageSegments] = []
+        self._ids: set[str] = set()
+
+    def _add(self, item: ImageSegments) -> None:
+        if item.image_id in self._ids:
+            raise ValueError(f"image {item.image_id!r} was already added to this SegmentCollector")
+        self._ids.add(item.image_id)
+        self.images.append(item)
+
+    def update(self, image_id: str, probs: np.ndarray, label: np.ndarray, threshold: float = 0.7,
+               score: np.ndarray | None = None) -> None:
+        """Add one image: softmax probs (C, H, W), canonical label (H, W), optional segment score map."""
+        self._add(image_segments(image_id, probs, label, threshold, score))
+
+    def merge(self, other: "SegmentCollector") -> "SegmentCollector":
+        """Add every image of ``other`` (image ids must not repeat); returns self."""
+        for item in other.images:
+            self._add(item)
+        return self
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+        """Concatenated features, targets, groups (image index), total #gt, global touch pairs."""
+        nf = self.images[0].features.shape[1] if self.images else len(feature_names())
+        feats = [im.features for im in self.images] or [np.zeros((0, nf))]
+        x = np.concatenate(feats).astype(np.float64)
+        y = np.concatenate([im.targets for im in self.images] or [np.zeros(0, np.int8)]).astype(np.int64)
+        groups = np.repeat(np.arange(len(self.images)), [im.targets.size for im in self.images])
+        seg_off = gt_off = 0
+        pairs = []
+        for im in self.images:
+            pairs.append(im.pairs + np.array([gt_off, seg_off], dtype=np.int64))
+            seg_off += im.targets.size
+            gt_off += im.num_gt
+        pairs_all = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+        return x, y, groups, gt_off, pairs_all
+
+    def compute(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
+                remove_threshold: float = 0.5, *, scaling: str = "fold", n_jobs: int = 1) -> dict:
+        """Counts and meta-classifier quality over all images.
+
+        Segments with out-of-fold P(FP) > ``remove_threshold`` are deleted (NaN, i.e. untestable,
+        deletes nothing). ``meta_auroc``/``meta_ap`` are NaN with one class; ``meta_accuracy`` is
+        NaN only when no segment has a prediction.
+        """
+        x, y, groups, num_gt, pairs = self.arrays()
+        proba = cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
+                                scaling=scaling, n_jobs=n_jobs)
+        removed = np.nan_to_num(proba, nan=-np.inf) > remove_threshold
+        result = {"num_images": len(self.images), "num_segments": int(y.size),
+                  "num_gt_components": int(num_gt)}
+        result.update(count_errors(y, removed, num_gt, pairs))
+        result.update(_meta_scores(y, proba, remove_threshold))
+        result.update({"protocol": protocol, "n_splits": int(n_splits) if protocol == "grouped" else None,
+                       "seed": int(seed), "scaling": scaling, "remove_threshold": float(remove_threshold)})
+        return result
+
+
+def _meta_scores(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    ok = np.isfinite(proba)
+    y, p = y[ok], proba[ok]
+    nan = math.nan
+    if y.size == 0:
+        return {"meta_auroc": nan, "meta_ap": nan, "meta_accuracy": nan}
+    acc = float(np.mean((p > threshold) == y.astype(bool)))
+    if np.unique(y).size < 2:
+        return {"meta_auroc": nan, "meta_ap": nan, "meta_accuracy": acc}
+    return {"meta_auroc": float(roc_auc_score(y, p)), "meta_ap": float(average_precision_score(y, p)),
+            "meta_accuracy": acc}

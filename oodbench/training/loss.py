@@ -1,0 +1,29 @@
+"""The paper's entropy-maximization objective as a soft-target cross-entropy."""
+from __future__ import annotations
+
+import torch
+
+IGNORE_ID = 255
+OOD_ID = 254  # OoD proxy pixels in training label maps (the paper code's convention)
+
+
+def soft_targets(labels: torch.Tensor, num_classes: int, lam: float = 0.9) -> torch.Tensor:
+    """(B,H,W) train ids -> (B,C,H,W) targets: (1-lam) one-hot in-distribution, lam/C on OoD, 0 on ignore."""
+    b, h, w = labels.shape
+    target = torch.zeros(b, num_classes, h, w, dtype=torch.float32, device=labels.device)
+    known = labels < num_classes
+    onehot_idx = torch.where(known, labels, torch.zeros_like(labels)).long().unsqueeze(1)
+    target.scatter_(1, onehot_idx, (1.0 - lam) * known.unsqueeze(1).float())
+    target += (labels == OOD_ID).unsqueeze(1).float() * (lam / num_classes)
+    return target
+
+
+def entropy_maximization_loss(logits: torch.Tensor, labels: torch.Tensor, lam: float = 0.9) -> torch.Tensor:
+    """(1-lam) CE on in-distribution pixels + lam * CE to the uniform distribution on OoD pixels,
+    averaged over batch, classes and pixels as in the paper code; ignore pixels add nothing."""
+    unknown = (labels >= logits.shape[1]) & (labels != OOD_ID) & (labels != IGNORE_ID)
+    if bool(unknown.any()):
+        raise ValueError(f"training labels hold values {torch.unique(labels[unknown]).tolist()} outside "
+                         f"0..{logits.shape[1] - 1}, {OOD_ID} (OoD) and {IGNORE_ID} (ignore)")
+    target = soft_targets(labels, logits.shape[1], lam)
+    return torch.mean(-target * torch.log_softmax(logits.float(), dim=1))

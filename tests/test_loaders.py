@@ -1,0 +1,191 @@
+"""Real-data loaders on small fixtures written in the real layouts and names, including broken copies."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from oodbench.data import DATASETS
+from oodbench.data.cards import list_cards, load_card
+from oodbench.data.cityscapes import CITYSCAPES_COUNTS, CityscapesDataset
+from oodbench.data.coco_proxy import CocoProxyDataset
+from oodbench.data.lostandfound import EMPTY_TEST_INDICES, LAF_COUNTS, LostAndFoundDataset
+from oodbench.errors import DatasetError
+
+H, W = 8, 16
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _rgb(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _laf_label(values: list[int]) -> np.ndarray:
+    lab = np.zeros((H, W), np.uint8)
+    lab[4:] = 1
+    for k, v in enumerate(values):
+        lab[5:7, 2 + 3 * k: 4 + 3 * k] = v
+    return lab
+
+
+def write_laf(root: Path, split: str, stems: dict[str, list[int]]) -> Path:
+    for stem, values in stems.items():
+        scene = "_".join(stem.split("_")[:-2])
+        _png(root / "leftImg8bit" / split / scene / f"{stem}_leftImg8bit.png", _rgb())
+        _png(root / "gtCoarse" / split / scene / f"{stem}_gtCoarse_labelIds.png", _laf_label(values))
+    return root
+
+
+LAF_STEMS = {"04_Maurener_Weg_8_000000_000030": [2, 33], "02_Hanns_Klemm_Str_44_000001_000100": [17]}
+
+
+@pytest.fixture
+def laf(tmp_path):
+    return write_laf(tmp_path / "lost_and_found", "test", LAF_STEMS)
+
+
+def test_laf_mappings(laf):
+    smiyc = LostAndFoundDataset(laf, "test", expected=2)
+    assert smiyc.ids == sorted(LAF_STEMS)
+    s = smiyc[1]
+    assert s.id == "04_Maurener_Weg_8_000000_000030" and s.meta["mapping"] == "smiyc" and s.meta["dataset"] == "lostandfound"
+    assert s.label[0, 0] == 255 and s.label[4, 0] == 0
+    assert s.label[5, 2] == 1 and s.label[5, 5] == 1  # hazard 2 and non-hazard 33 are both OoD
+    meta = LostAndFoundDataset(laf, "test", mapping="metaood", expected=2)[1]
+    assert meta.meta["mapping"] == "metaood"
+    assert meta.label[5, 2] == 1 and meta.label[5, 5] == 255  # 33 (post, lying) is excluded
+    assert set(np.unique(meta.label)) == {0, 1, 255}
+    assert LostAndFoundDataset(laf, "test", mapping="metaood", expected=2).describe()["mapping"] == "metaood"
+
+
+def test_laf_registered_and_default_count(laf):
+    ds = DATASETS.create("lostandfound", root=laf, split="test", expected=False)
+    assert len(ds) == 2 and ds.name == "lostandfound"
+    with pytest.raises(DatasetError, match=r"found 2 test frames, expected 1203"):
+        LostAndFoundDataset(laf, "test")
+    with pytest.raises(DatasetError, match="unknown lostandfound split 'val'.*train, test, testValid, testNoKnown"):
+        LostAndFoundDataset(laf, "val")
+    with pytest.raises(DatasetError, match="unknown LostAndFound mapping 'fishy'"):
+        LostAndFoundDataset(laf, "test", mapping="fishy")
+
+
+def test_laf_subsets_need_full_list(laf):
+    with pytest.raises(DatasetError, match="1203"):
+        LostAndFoundDataset(laf, "testValid")
+
+
+def test_laf_subset_rules():
+    scenes = ["02_Hanns_Klemm_Str_44"] * 1000 + ["15_Rechbergstr_Deckenpfronn"] * 203
+    files = [(None, None, f"{sc}_{i:06d}_000010") for i, sc in enumerate(scenes)]
+    valid = LostAndFoundDataset._subset(files, "testValid", Path("x"))
+    assert len(valid) == 1203 - len(EMPTY_TEST_INDICES)
+    assert files[17] not in valid and files[16] in valid
+    no_known = LostAndFoundDataset._subset(files, "testNoKnown", Path("x"))
+    assert len(no_known) == 1000 - sum(i < 1000 for i in EMPTY_TEST_INDICES)
+    assert not any(f[2].startswith("15_") for f in no_known)
+
+
+def test_laf_wrong_label_value(laf):
+    stem = "05_Schafgasse_1_000002_000200"
+    write_laf(laf, "test", {stem: [250]})
+    ds = LostAndFoundDataset(laf, "test", expected=3)
+    with pytest.raises(DatasetError, match=rf"{stem}_gtCoarse_labelIds.png: label values \[250\]"):
+        ds[ds.ids.index(stem)]
+
+
+def test_laf_missing_label_names_image(laf):
+    (laf / "gtCoarse/test/04_Maurener_Weg_8/04_Maurener_Weg_8_000000_000030_gtCoarse_labelIds.png").unlink()
+    with pytest.raises(DatasetError, match=r"1 images have no label file.*04_Maurener_Weg_8_000000_000030_leftImg8bit.png"):
+        LostAndFoundDataset(laf, "test", expected=False)
+
+
+def test_laf_label_without_image(laf):
+    (laf / "leftImg8bit/test/04_Maurener_Weg_8/04_Maurener_Weg_8_000000_000030_leftImg8bit.png").unlink()
+    with pytest.raises(DatasetError, match=r"label files have no image.*04_Maurener_Weg_8_000000_000030_gtCoarse_labelIds"):
+        LostAndFoundDataset(laf, "test", expected=False)
+
+
+def test_laf_stray_file_count_mismatch(laf):
+    write_laf(laf, "test", {"07_Festplatz_Flugfeld_000003_000050": [3]})
+    with pytest.raises(DatasetError, match=r"found 3 test frames, expected 2"):
+        LostAndFoundDataset(laf, "test", expected=2)
+
+
+def test_laf_size_mismatch(laf):
+    stem = "04_Maurener_Weg_8_000000_000030"
+    _png(laf / f"leftImg8bit/test/04_Maurener_Weg_8/{stem}_leftImg8bit.png", _rgb(h=H, w=W + 2))
+    ds = LostAndFoundDataset(laf, "test", expected=2)
+    with pytest.raises(DatasetError, match=rf"{stem}_gtCoarse_labelIds.png: label size 16x8 differs"):
+        ds[ds.ids.index(stem)]
+
+
+def test_missing_root_says_what_and_where(tmp_path):
+    with pytest.raises(DatasetError, match=r"nowhere: no such folder.*leftImg8bit/ and gtCoarse/.*6d-vision"):
+        LostAndFoundDataset(tmp_path / "nowhere", "test")
+    with pytest.raises(DatasetError, match=r"nowhere: no such folder.*gtFine/.*cityscapes-dataset.com"):
+        CityscapesDataset(tmp_path / "nowhere", "val")
+    with pytest.raises(DatasetError, match=r"nowhere: no such folder.*ood_seg_train2017.*cocodataset.org"):
+        CocoProxyDataset(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"leftImg8bit[/\\]train: no such folder"):
+        CityscapesDataset(tmp_path / "empty", "train")
+
+
+def test_cityscapes_label_ids_converted(tmp_path):
+    root = tmp_path / "cityscapes"
+    ids = np.array([[7, 8, 26, 0], [33, 9, 23, 24]], np.uint8).repeat(4, 0).repeat(4, 1)
+    _png(root / "leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png", _rgb(h=8, w=16))
+    _png(root / "gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png", ids)
+    _png(root / "leftImg8bit/val/lindau/lindau_000001_000019_leftImg8bit.png", _rgb(1, h=8, w=16))
+    _png(root / "gtFine/val/lindau/lindau_000001_000019_gtFine_labelIds.png", ids)
+    _png(root / "gtFine/val/lindau/lindau_000001_000019_gtFine_labelTrainIds.png", np.full((8, 16), 18, np.uint8))
+    ds = DATASETS.create("cityscapes", root=root, split="val", expected=2)
+    assert ds.ids == ["frankfurt_000000_000294", "lindau_000001_000019"] and ds.label_kind == "train_ids"
+    expected = np.array([[0, 1, 13, 255], [18, 255, 10, 11]], np.uint8).repeat(4, 0).repeat(4, 1)
+    np.testing.assert_array_equal(ds[0].label, expected)
+    assert (ds[1].label == 18).all()  # generated trainIds win over labelIds
+    with pytest.raises(DatasetError, match="found 2 val images, expected 500"):
+        CityscapesDataset(root, "val")
+    _png(root / "gtFine/val/lindau/lindau_000001_000019_gtFine_labelTrainIds.png", np.full((8, 16), 19, np.uint8))
+    with pytest.raises(DatasetError, match=r"lindau_000001_000019_gtFine_labelTrainIds.png: label values \[19\]"):
+        ds[1]
+
+
+def test_coco_proxy(tmp_path):
+    root = tmp_path / "coco"
+    mask = np.zeros((8, 16), np.uint8)
+    mask[2:5, 3:9] = 254
+    for i, img_id in enumerate(["000000000009", "000000000025", "000000000030"]):
+        (root / "train2017").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_rgb(i)).save(root / "train2017" / f"{img_id}.jpg", quality=95)
+    _png(root / "annotations/ood_seg_train2017/000000000009.png", mask)
+    _png(root / "annotations/ood_seg_train2017/000000000030.png", mask)
+    ds = DATASETS.create("coco_proxy", root=root, expected=2)
+    assert ds.ids == ["000000000009", "000000000030"] and ds.label_kind == "proxy"
+    np.testing.assert_array_equal(ds[0].label, mask)
+    _png(root / "annotations/ood_seg_train2017/000000000031.png", mask)
+    with pytest.raises(DatasetError, match=r"1 masks .* have no image <id>.jpg: 000000000031.png"):
+        CocoProxyDataset(root)
+    (root / "annotations/ood_seg_train2017/000000000031.png").unlink()
+    _png(root / "annotations/ood_seg_train2017/000000000025.png", np.full((8, 16), 255, np.uint8))
+    with pytest.raises(DatasetError, match=r"000000000025.png: label values \[255\]"):
+        CocoProxyDataset(root)[1]
+
+
+def test_cards_match_loader_constants():
+    assert {"cityscapes", "lostandfound", "coco_proxy", "synthetic"} <= set(list_cards())
+    laf = load_card("lostandfound")
+    assert {k: v["count"] for k, v in laf["splits"].items()} == LAF_COUNTS
+    assert laf["splits"]["testValid"]["exclude_indices"] == list(EMPTY_TEST_INDICES)
+    cs = load_card("cityscapes")
+    assert {k: v["count"] for k, v in cs["splits"].items()} == CITYSCAPES_COUNTS
+    for name in list_cards():
+        card = load_card(name)
+        assert card["name"] == name and card["description"] and "layout" in card
