@@ -64,7 +64,9 @@ def ensure_model(stage: str, seed: int = 0, data_seed: int = 0, progress: bool =
     val = list(DATASETS.create("synthetic_cityscapes", split="val", seed=data_seed))
     cfg = stage_config(stage, seed)
     if stage == "baseline":
-        model = create_model(ARCH, num_classes=NUM_CLASSES)
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed)
+            model = create_model(ARCH, num_classes=NUM_CLASSES)
         proxies: list = []
         parent = None
     else:
