@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = dict(kv.split("=", 1) for kv in args.option)
     record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
                        out_dir=args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                       dataset_options=options)
+                       dataset_options=options, meta_protocol=args.meta_protocol)
     print(results_table(record))
     cost = record["cost"]
     print(f"cost: {cost['wall_seconds']:.1f} s in all ({cost['setup_seconds']:.1f} s setup); "
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--batch-size", type=int, default=4)
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. mapping=metaood")
+    r.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
+                   help="meta classifier cross-validation: grouped by image (default) or the paper's leave-one-out")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
 

@@ -22,3 +22,7 @@ class ScoreError(OodbenchError):
 
 class CheckpointError(OodbenchError):
     """A checkpoint is corrupt, unsafe to load, or does not match the model."""
+
+
+class LabelError(DatasetError, ValueError):
+    """A label map holds values outside the canonical encoding (0, 1, 255)."""

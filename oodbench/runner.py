@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.base import DATASETS, Dataset, Sample
-from .errors import ScoreError
+from .errors import LabelError, ScoreError
 from .leaderboard.record import make_record, write_record
 from .methods import Method, create_method
 from .metrics.pixel import PixelMetricState
@@ -55,7 +55,10 @@ def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bo
             model_seconds += time.perf_counter() - t0
             for k, sample in enumerate(batch):
                 score = check_scores(method, sample, np.asarray(out.scores[k]))
-                state.update(sample.label, score)
+                try:
+                    state.update(sample.label, score)
+                except LabelError as exc:
+                    raise LabelError(f"{dataset.name}/{dataset.split} sample {sample.id!r}: {exc}") from exc
                 if collector is not None:
                     collector.update(sample.id, out.probs[k], sample.label, threshold=threshold, score=score)
             bar.update(len(batch))
@@ -64,8 +67,9 @@ def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bo
 
 def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
         out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
-        dataset_options: dict[str, Any] | None = None) -> tuple[dict, Path | None]:
-    """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end."""
+        dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None) -> tuple[dict, Path | None]:
+    """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end.
+    ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo")."""
     start = time.perf_counter()
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
@@ -89,7 +93,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     state, model_seconds = _pixel_state(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", collector, threshold)
     metrics: dict[str, Any] = {"pixel": state.compute()}
     if collector is not None:
-        seg = collector.compute(protocol=stage.protocol, n_splits=stage.n_splits, seed=seed)
+        seg = collector.compute(protocol=meta_protocol or stage.protocol, n_splits=stage.n_splits, seed=seed)
         seg.update({"segment_threshold": float(threshold), "threshold_source": "calibrated" if calibration else "fixed",
                     "calibration": calibration})
         metrics["segments"] = seg

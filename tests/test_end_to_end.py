@@ -128,3 +128,16 @@ def test_corrupt_cached_checkpoint_is_reported(records):
             create_method("entropy").setup(progress=False)
     finally:
         ckpt.write_bytes(original)
+
+
+def test_leave_one_out_protocol_and_calibrated_threshold(records):
+    loo, _ = run("entmax_meta", progress=False, meta_protocol="loo")
+    seg = loo["metrics"]["segments"]
+    grouped = records[0]["entmax_meta"]["metrics"]["segments"]
+    assert seg["protocol"] == "loo" and seg["num_segments"] == grouped["num_segments"]
+    assert seg["fp_before"] == grouped["fp_before"] and seg["fp_after"] < seg["fp_before"]
+
+    energy, _ = run("energy_meta", progress=False)
+    seg = energy["metrics"]["segments"]
+    assert seg["threshold_source"] == "calibrated" and seg["calibration"]["split"] == "val"
+    assert seg["calibration"]["target_tpr"] == 0.95 and seg["num_segments"] > 0

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.base import ID_LABEL, IGNORE_LABEL, OOD_LABEL
-from ..errors import ScoreError
+from ..errors import LabelError, ScoreError
 
 __all__ = ["PixelMetricState", "pixel_metrics"]
 
@@ -54,7 +54,7 @@ def _split(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.
     if n_pos + n_neg + int(np.count_nonzero(flat_l == ignore_index)) != flat_l.size:
         bad = ~(is_pos | is_neg | (flat_l == ignore_index))
         values = np.unique(flat_l[bad])
-        raise ValueError(
+        raise LabelError(
             f"labels hold {int(np.count_nonzero(bad))} pixel(s) with values {values[:10].tolist()}"
             f"{' ...' if values.size > 10 else ''}; expected {ID_LABEL} (in-distribution), {OOD_LABEL} "
             f"(OoD) or {ignore_index} (ignore): map the dataset's labels to this encoding first"
