@@ -51,7 +51,7 @@ def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bo
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress) as bar:
         for batch in batches(dataset, batch_size):
             t0 = time.perf_counter()
-            out = method.predict(np.stack([s.image for s in batch]))
+            out = method.predict_samples(batch)
             model_seconds += time.perf_counter() - t0
             for k, sample in enumerate(batch):
                 score = check_scores(method, sample, np.asarray(out.scores[k]))

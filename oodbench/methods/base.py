@@ -3,11 +3,14 @@ which derives a meta-classified ``<name>_meta`` variant of every method that exp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..data.base import Sample
 
 META_SUFFIX = "_meta"
 PAPER_ENTROPY_THRESHOLD = 0.7
@@ -46,6 +49,10 @@ class Method:
 
     def predict(self, images: np.ndarray) -> MethodOutput:
         raise NotImplementedError
+
+    def predict_samples(self, samples: "list[Sample]") -> MethodOutput:
+        """Score a batch of equally sized samples; override to use ids or labels (e.g. precomputed scores)."""
+        return self.predict(np.stack([s.image for s in samples]))
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
