@@ -17,12 +17,16 @@ from .metrics.pixel import PixelMetricState
 from .segments.collector import SegmentCollector
 
 
+def _size(sample: Sample) -> tuple[int, ...]:
+    return sample.label.shape if sample.label is not None else sample.image.shape[:2]
+
+
 def batches(dataset: Dataset, batch_size: int) -> Iterator[list[Sample]]:
     """Consecutive samples of equal image size, at most ``batch_size`` at a time."""
     batch: list[Sample] = []
     for i in range(len(dataset)):
         sample = dataset[i]
-        if batch and (len(batch) == batch_size or batch[0].image.shape != sample.image.shape):
+        if batch and (len(batch) == batch_size or _size(batch[0]) != _size(sample)):
             yield batch
             batch = []
         batch.append(sample)

@@ -24,7 +24,7 @@ class Sample:
     train ids (0..18, 255) for segmentation training sets; ``meta`` says which in ``label_kind``."""
 
     id: str
-    image: np.ndarray  # uint8 HxWx3 RGB
+    image: np.ndarray | None  # uint8 HxWx3 RGB; None where a dataset ships labels only
     label: np.ndarray | None  # uint8 HxW
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -39,7 +39,7 @@ class Dataset(Sequence[Sample]):
     def __init__(self, root: str | Path, split: str):
         self.root = Path(root)
         self.split = split
-        self.files: list[tuple[Path, Path | None, str]] = []
+        self.files: list[tuple[Path | None, Path | None, str]] = []
 
     # -- subclass hooks -------------------------------------------------------------------------
     def _encode_label(self, native: np.ndarray, path: Path) -> np.ndarray:
@@ -55,11 +55,11 @@ class Dataset(Sequence[Sample]):
 
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         image_path, label_path, sample_id = self.files[index]
-        image = read_rgb(image_path)
+        image = read_rgb(image_path) if image_path is not None else None
         label = None
         if label_path is not None:
             native = read_label(label_path)
-            if native.shape != image.shape[:2]:
+            if image is not None and native.shape != image.shape[:2]:
                 raise DatasetError(
                     f"{label_path}: label size {native.shape[1]}x{native.shape[0]} differs from image "
                     f"{image_path.name} size {image.shape[1]}x{image.shape[0]}; the copy is corrupt, re-extract it"

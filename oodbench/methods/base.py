@@ -52,6 +52,11 @@ class Method:
 
     def predict_samples(self, samples: "list[Sample]") -> MethodOutput:
         """Score a batch of equally sized samples; override to use ids or labels (e.g. precomputed scores)."""
+        if any(s.image is None for s in samples):
+            from ..errors import DatasetError
+
+            raise DatasetError(f"method {self.name!r} needs images, but sample {samples[0].id!r} has none; add the "
+                               f"frames (e.g. <root>/images/) or evaluate precomputed scores with `oodbench evaluate`")
         return self.predict(np.stack([s.image for s in samples]))
 
     def config(self) -> dict[str, Any]:
