@@ -1,0 +1,93 @@
+"""RoadAnomaly (Lis et al. 2019): 60 web images of roads with unusual objects, listed in ``frame_list.json``.
+
+Layout (top folder ``RoadAnomaly_jpg/`` or ``dataset_RoadAnomaly/``, or the root itself)::
+
+    frame_list.json                       JSON list of the image file names, e.g. "animals01.jpg"
+    frames/<name>.jpg
+    frames/<name>.labels/labels_semantic.png   0 not anomaly, 2 anomaly (no void: whole image scored)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+from .base import ID_LABEL, IGNORE_LABEL, OOD_LABEL, Dataset, check_count, check_values, register_dataset
+from .cityscapes import check_split, default_root, require_root, resolve_expected
+
+ROADANOMALY_URL = "https://www.epfl.ch/labs/cvlab/data/road-anomaly/"
+ROADANOMALY_COUNTS = {"test": 60}
+TOP_FOLDERS = ("RoadAnomaly_jpg", "dataset_RoadAnomaly", "RoadAnomaly")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+NATIVE_VALUES = np.array([0, 2])
+LUT = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+LUT[0], LUT[2] = ID_LABEL, OOD_LABEL
+
+
+def find_top(root: Path) -> Path:
+    """The folder holding ``frame_list.json``: ``root`` itself or one of the usual top folders inside it."""
+    if (root / "frame_list.json").is_file():
+        return root
+    for name in TOP_FOLDERS:
+        if (root / name / "frame_list.json").is_file():
+            return root / name
+    raise DatasetError(
+        f"{root}: no frame_list.json here nor in {', '.join(n + '/' for n in TOP_FOLDERS)}; the roadanomaly "
+        f"loader expects frame_list.json and frames/<name>.jpg with frames/<name>.labels/labels_semantic.png"
+    )
+
+
+@register_dataset("roadanomaly")
+class RoadAnomalyDataset(Dataset):
+    """RoadAnomaly: native 0 -> 0 (in-distribution), 2 -> 1 (OoD); any other value is rejected."""
+
+    name = "roadanomaly"
+    label_kind = "ood"
+    SPLITS = ("test",)
+
+    def __init__(self, root: str | Path | None = None, split: str = "test", expected: int | bool | None = None):
+        root = default_root("roadanomaly", root)
+        super().__init__(root, split)
+        check_split(split, self.SPLITS, self.name)
+        require_root(self.root, "roadanomaly", "frame_list.json and frames/ (optionally inside RoadAnomaly_jpg/)",
+                     ROADANOMALY_URL)
+        top = find_top(self.root)
+        list_path = top / "frame_list.json"
+        try:
+            listed = json.loads(list_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{list_path}: cannot read the frame list ({exc}); re-extract the dataset") from exc
+        if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+            raise DatasetError(f"{list_path}: expected a JSON list of image file names")
+        frames = top / "frames"
+        if not frames.is_dir():
+            raise DatasetError(f"{frames}: no such folder; the copy at {top} lacks its frames")
+        files, missing = [], []
+        for entry in listed:
+            image = frames / entry if Path(entry).suffix.lower() in IMAGE_SUFFIXES else frames / f"{entry}.jpg"
+            stem = image.stem
+            label = frames / f"{stem}.labels" / "labels_semantic.png"
+            missing += [str(p.relative_to(self.root)) for p in (image, label) if not p.is_file()]
+            files.append((image, label, stem))
+        if missing:
+            raise DatasetError(
+                f"{list_path}: {len(missing)} files of listed frames are missing: {', '.join(missing[:3])}"
+                f"{' and more' if len(missing) > 3 else ''}; re-extract the dataset"
+            )
+        names = {f[0].name for f in files}
+        stray = sorted(p.name for p in frames.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name not in names)
+        if stray:
+            raise DatasetError(
+                f"{frames}: {len(stray)} images are not listed in frame_list.json: {', '.join(stray[:3])}; "
+                f"remove the stray files or restore the original frame_list.json"
+            )
+        if len({f[2] for f in files}) != len(files):
+            raise DatasetError(f"{list_path}: frame names are listed more than once")
+        self.files = sorted(files, key=lambda f: f[2])
+        check_count(len(self.files), resolve_expected(expected, ROADANOMALY_COUNTS, split), list_path, f"{split} frames")
+
+    def _encode_label(self, native: np.ndarray, path: Path) -> np.ndarray:
+        check_values(native, NATIVE_VALUES, path, "RoadAnomaly labels_semantic (0 background, 2 anomaly)")
+        return LUT[native]

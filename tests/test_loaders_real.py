@@ -1,0 +1,404 @@
+"""RoadAnomaly, SegmentMeIfYouCan, Fishyscapes and Hugging Face loaders on small fixtures written in the real
+layouts and file names, including broken copies, plus one end-to-end run per loader."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from oodbench.data import DATASETS
+from oodbench.data.cards import load_card
+from oodbench.data.fishyscapes import FS_LAF_COUNTS, FishyscapesLafDataset, FishyscapesStaticDataset
+from oodbench.data.roadanomaly import ROADANOMALY_COUNTS, RoadAnomalyDataset
+from oodbench.data.smiyc import TRACKS
+from oodbench.errors import DatasetError
+from oodbench.methods import Method, MethodOutput
+from oodbench.runner import run
+
+H, W = 32, 64
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _rgb(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _label(values=(0, 1), h: int = H, w: int = W) -> np.ndarray:
+    lab = np.full((h, w), values[0], np.uint8)
+    for k, v in enumerate(values[1:]):
+        lab[4 + 6 * k: 8 + 6 * k, 10:20] = v
+    return lab
+
+
+class Red(Method):
+    """Scores = red channel / 255."""
+    name = "red"
+
+    def predict(self, images):
+        return MethodOutput(images[..., 0].astype(np.float32) / 255)
+
+
+def _run(tmp_path, dataset, split, root, **options):
+    record, _ = run(Red(), dataset=dataset, split=split, data_root=root, out_dir=tmp_path / "records",
+                    progress=False, dataset_options=options)
+    return record
+
+
+# -- RoadAnomaly ---------------------------------------------------------------------------------
+RA_NAMES = ["animals01_Guardian_2017", "boat_trailer02", "cones03"]
+
+
+def write_roadanomaly(top: Path, names=RA_NAMES) -> Path:
+    (top / "frames").mkdir(parents=True, exist_ok=True)
+    (top / "frame_list.json").write_text(json.dumps([f"{n}.jpg" for n in names]))
+    for i, n in enumerate(names):
+        Image.fromarray(_rgb(i)).save(top / "frames" / f"{n}.jpg", quality=95)
+        _png(top / "frames" / f"{n}.labels" / "labels_semantic.png", _label((0, 2)))
+        _png(top / "frames" / f"{n}.labels" / "labels_instance.png", _label((0, 7)))
+    return top
+
+
+@pytest.fixture
+def ra(tmp_path):
+    write_roadanomaly(tmp_path / "ra" / "RoadAnomaly_jpg")
+    return tmp_path / "ra"
+
+
+def test_roadanomaly_ids_mapping_counts(ra):
+    ds = DATASETS.create("roadanomaly", root=ra, split="test", expected=3)
+    assert ds.name == "roadanomaly" and ds.ids == sorted(RA_NAMES)
+    s = ds[0]
+    assert s.image.shape == (H, W, 3) and s.label.shape == (H, W)
+    assert s.label[0, 0] == 0 and s.label[5, 12] == 1 and set(np.unique(s.label)) == {0, 1}  # no void
+    # the top folder itself, and dataset_RoadAnomaly/, are accepted as well
+    assert RoadAnomalyDataset(ra / "RoadAnomaly_jpg", expected=3).ids == ds.ids
+    with pytest.raises(DatasetError, match=r"found 3 test frames, expected 60"):
+        RoadAnomalyDataset(ra)
+    assert ROADANOMALY_COUNTS == {"test": 60}
+    with pytest.raises(DatasetError, match=r"unknown roadanomaly split 'val'; valid splits: test"):
+        RoadAnomalyDataset(ra, "val")
+
+
+def test_roadanomaly_other_top_folder(tmp_path):
+    write_roadanomaly(tmp_path / "x" / "dataset_RoadAnomaly", RA_NAMES[:1])
+    assert RoadAnomalyDataset(tmp_path / "x", expected=1).ids == RA_NAMES[:1]
+
+
+def test_roadanomaly_broken(ra, tmp_path):
+    top = ra / "RoadAnomaly_jpg"
+    with pytest.raises(DatasetError, match=r"nowhere: no such folder.*frame_list.json.*epfl"):
+        RoadAnomalyDataset(tmp_path / "nowhere")
+    (top / "frames" / "cones03.labels" / "labels_semantic.png").unlink()
+    with pytest.raises(DatasetError, match=r"missing: .*cones03.labels[/\\]labels_semantic.png"):
+        RoadAnomalyDataset(ra, expected=3)
+    _png(top / "frames" / "cones03.labels" / "labels_semantic.png", _label((0, 1)))
+    ds = RoadAnomalyDataset(ra, expected=3)
+    with pytest.raises(DatasetError, match=r"cones03.labels[/\\]labels_semantic.png: label values \[1\]"):
+        ds[2]
+    Image.fromarray(_rgb(9)).save(top / "frames" / "stray_frame.jpg")
+    with pytest.raises(DatasetError, match=r"1 images are not listed in frame_list.json: stray_frame.jpg"):
+        RoadAnomalyDataset(ra, expected=3)
+    (top / "frames" / "stray_frame.jpg").unlink()
+    _png(top / "frames" / "cones03.labels" / "labels_semantic.png", _label((0, 2), w=W + 2))
+    with pytest.raises(DatasetError, match=r"labels_semantic.png: label size 66x32 differs from image cones03.jpg"):
+        RoadAnomalyDataset(ra, expected=3)[2]
+    (top / "frames" / "cones03.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"missing: .*cones03.jpg"):
+        RoadAnomalyDataset(ra, expected=3)
+
+
+def test_roadanomaly_end_to_end(ra, tmp_path):
+    rec = _run(tmp_path, "roadanomaly", "test", ra, expected=3)
+    assert rec["dataset"]["name"] == "roadanomaly" and rec["dataset"]["split"] == "test"
+    assert rec["dataset"]["num_images"] == 3
+
+
+# -- SegmentMeIfYouCan ---------------------------------------------------------------------------
+ANOMALY_VAL = ["validation0000", "validation0001"]
+ANOMALY_TEST = ["test0000", "test0001", "test0002"]
+OBSTACLE_VAL = ["validation_1", "validation_2"]
+OBSTACLE_EXCLUDED = ["validation_19", "validation_25"]
+OBSTACLE_TEST = ["curvy-street_000001", "gravel_0003", "darkasphalt2_dog_0000"]
+OBSTACLE_EXTRA = ["driveway_0001", "snowstorm1_00_000000"]
+
+
+def _save_image(path: Path, array: np.ndarray):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=95) if path.suffix == ".jpg" else Image.fromarray(array).save(path, lossless=True)
+
+
+def write_smiyc(root: Path) -> Path:
+    for i, fid in enumerate(ANOMALY_VAL + ANOMALY_TEST):
+        _save_image(root / "dataset_AnomalyTrack/images" / f"{fid}.jpg", _rgb(i))
+    for fid in ANOMALY_VAL:
+        _png(root / "dataset_AnomalyTrack/labels_masks" / f"{fid}_labels_semantic.png", _label((255, 0, 1, 7)))
+    for i, fid in enumerate(OBSTACLE_VAL + OBSTACLE_EXCLUDED + OBSTACLE_TEST + OBSTACLE_EXTRA):
+        _save_image(root / "dataset_ObstacleTrack/images" / f"{fid}.webp", _rgb(i))
+    for fid in OBSTACLE_VAL + OBSTACLE_EXCLUDED:
+        _png(root / "dataset_ObstacleTrack/labels_masks" / f"{fid}_labels_semantic.png", _label((255, 0, 1)))
+    return root
+
+
+@pytest.fixture
+def smiyc(tmp_path):
+    return write_smiyc(tmp_path / "smiyc")
+
+
+def test_smiyc_anomaly_track(smiyc):
+    val = DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="validation", expected=2)
+    assert val.name == "smiyc_roadanomaly21" and val.ids == ANOMALY_VAL
+    lab = val[0].label
+    assert lab[0, 0] == 255 and lab[5, 12] == 0 and lab[11, 12] == 1
+    assert lab[17, 12] == 255  # a value other than 0/1/255 is ignored, as in the official code
+    test = DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="test", expected=3)
+    assert test.ids == ANOMALY_TEST and test[0].label is None and test[0].image.shape == (H, W, 3)
+    assert TRACKS["smiyc_roadanomaly21"]["counts"] == {"validation": 10, "test": 100}
+    with pytest.raises(DatasetError, match=r"found 2 validation frames, expected 10"):
+        DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="validation")
+    with pytest.raises(DatasetError, match=r"unknown smiyc_roadanomaly21 split 'val'; valid splits: validation, test"):
+        DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="val")
+
+
+def test_smiyc_obstacle_track_splits(smiyc):
+    val = DATASETS.create("smiyc_roadobstacle21", root=smiyc, split="validation", expected=2)
+    assert val.ids == OBSTACLE_VAL  # validation_19, validation_21..29 excluded as in the official code
+    assert set(np.unique(val[1].label)) == {0, 1, 255}
+    test = DATASETS.create("smiyc_roadobstacle21", root=smiyc, split="test", expected=3)
+    assert test.ids == sorted(OBSTACLE_TEST)  # night and snowstorm extras excluded
+    assert TRACKS["smiyc_roadobstacle21"]["counts"] == {"validation": 30, "test": 327}
+    # the track folder itself is accepted as root
+    assert DATASETS.create("smiyc_roadobstacle21", root=smiyc / "dataset_ObstacleTrack", split="test", expected=3).ids == test.ids
+
+
+def test_smiyc_broken(smiyc, tmp_path):
+    with pytest.raises(DatasetError, match=r"nowhere: no such folder.*dataset_AnomalyTrack/images.*segmentmeifyoucan"):
+        DATASETS.create("smiyc_roadanomaly21", root=tmp_path / "nowhere", split="validation")
+    labels = smiyc / "dataset_AnomalyTrack/labels_masks"
+    (labels / "validation0001_labels_semantic.png").unlink()
+    with pytest.raises(DatasetError, match=r"validation0001_labels_semantic.png: missing label of validation frame validation0001.jpg"):
+        DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="validation", expected=2)
+    _png(labels / "validation0001_labels_semantic.png", _label((0, 1)))
+    _png(labels / "validation0002_labels_semantic.png", _label((0, 1)))
+    with pytest.raises(DatasetError, match=r"1 validation labels have no image.*validation0002_labels_semantic.png"):
+        DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="validation", expected=2)
+    (labels / "validation0002_labels_semantic.png").unlink()
+    _save_image(smiyc / "dataset_AnomalyTrack/images/validation0002.jpg", _rgb(5))
+    _png(labels / "validation0002_labels_semantic.png", _label((0, 1), w=W - 4))
+    with pytest.raises(DatasetError, match=r"found 3 validation frames, expected 2"):
+        DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="validation", expected=2)
+    ds = DATASETS.create("smiyc_roadanomaly21", root=smiyc, split="validation", expected=3)
+    with pytest.raises(DatasetError, match=r"validation0002_labels_semantic.png: label size 60x32 differs"):
+        ds[2]
+    _save_image(smiyc / "dataset_ObstacleTrack/images/parking-lot_0001.webp", _rgb(6))
+    with pytest.raises(DatasetError, match=r"parking-lot_0001.webp: unknown scene 'parking-lot'"):
+        DATASETS.create("smiyc_roadobstacle21", root=smiyc, split="test", expected=3)
+
+
+def test_smiyc_end_to_end(smiyc, tmp_path):
+    rec = _run(tmp_path, "smiyc_roadobstacle21", "validation", smiyc, expected=2)
+    assert rec["dataset"]["name"] == "smiyc_roadobstacle21" and rec["dataset"]["split"] == "validation"
+    assert rec["dataset"]["num_images"] == 2
+
+
+# -- Fishyscapes Lost & Found --------------------------------------------------------------------
+FS_STEMS = {"0000_04_Maurener_Weg_8_000000_000030": "test", "0001_01_Hanns_Klemm_Str_45_000002_000060": "train"}
+
+
+def write_fs_laf(root: Path, laf: Path):
+    for i, (name, laf_split) in enumerate(FS_STEMS.items()):
+        stem = name.split("_", 1)[1]
+        scene = stem.rsplit("_", 2)[0]
+        _png(root / f"{name}_labels.png", _label((0, 1, 255)))
+        _png(laf / "leftImg8bit" / laf_split / scene / f"{stem}_leftImg8bit.png", _rgb(i))
+    return root, laf
+
+
+@pytest.fixture
+def fs_laf(tmp_path):
+    return write_fs_laf(tmp_path / "fishyscapes_lostandfound", tmp_path / "lost_and_found")
+
+
+def test_fs_laf_release(fs_laf):
+    root, laf = fs_laf
+    ds = DATASETS.create("fishyscapes_laf", root=root, split="val", laf_root=laf, expected=2)
+    assert ds.name == "fishyscapes_laf" and ds.ids == sorted(FS_STEMS) and ds.describe()["layout"] == "release"
+    s = ds[1]
+    assert s.image.shape == (H, W, 3) and set(np.unique(s.label)) == {0, 1, 255}
+    assert s.label[5, 12] == 1 and s.label[11, 12] == 255
+    labels_only = FishyscapesLafDataset(root, expected=2)
+    assert labels_only[0].image is None and labels_only[0].label.shape == (H, W)
+    assert labels_only.fingerprint() != ds.fingerprint() and len(ds.fingerprint()) == 64
+    assert FS_LAF_COUNTS == {"val": 100}
+    with pytest.raises(DatasetError, match=r"found 2 val frames, expected 100"):
+        FishyscapesLafDataset(root, laf_root=laf)
+    with pytest.raises(DatasetError, match=r"unknown fishyscapes_laf split 'test'; valid splits: val"):
+        FishyscapesLafDataset(root, "test")
+
+
+def test_fs_laf_broken(fs_laf, tmp_path):
+    root, laf = fs_laf
+    with pytest.raises(DatasetError, match=r"nowhere: no such folder.*_labels.png.*fishyscapes.com"):
+        FishyscapesLafDataset(tmp_path / "nowhere")
+    img = laf / "leftImg8bit/test/04_Maurener_Weg_8/04_Maurener_Weg_8_000000_000030_leftImg8bit.png"
+    img.unlink()
+    with pytest.raises(DatasetError, match=r"1 LostAndFound frames are missing.*04_Maurener_Weg_8_000000_000030_leftImg8bit.png"):
+        FishyscapesLafDataset(root, laf_root=laf, expected=2)
+    _png(img, _rgb(0, w=W + 2))
+    with pytest.raises(DatasetError, match=r"0000_04_Maurener_Weg_8_000000_000030_labels.png: label size 64x32 differs"):
+        FishyscapesLafDataset(root, laf_root=laf, expected=2)[0]
+    _png(root / "0001_01_Hanns_Klemm_Str_45_000002_000060_labels.png", _label((0, 2)))
+    with pytest.raises(DatasetError, match=r"0001_01_Hanns_Klemm_Str_45_000002_000060_labels.png: label values \[2\]"):
+        FishyscapesLafDataset(root, expected=2)[1]
+    _png(root / "stray_labels.png", _label((0, 1)))
+    with pytest.raises(DatasetError, match=r"stray_labels.png: label file name does not match"):
+        FishyscapesLafDataset(root, expected=2)
+
+
+def _write_preprocessed(top: Path, names, shape=(H, W)):
+    for i, n in enumerate(names):
+        _png(top / "original" / f"{n}.png", _rgb(i, *shape))
+        _png(top / "labels" / f"{n}.png", _label((0, 1, 255), *shape))
+
+
+def test_fs_preprocessed_layout(tmp_path):
+    root = tmp_path / "fs"
+    _write_preprocessed(root / "LostAndFound", ["0000", "0001", "0002"])
+    ds = FishyscapesLafDataset(root, expected=3)
+    assert ds.ids == ["0000", "0001", "0002"] and ds.describe()["layout"] == "preprocessed"
+    assert ds[2].image.shape == (H, W, 3) and ds[2].label[5, 12] == 1
+    _png(root / "LostAndFound/original/0003.png", _rgb(3))
+    with pytest.raises(DatasetError, match=r"1 images of original/ have no label: 0003.png"):
+        FishyscapesLafDataset(root, expected=3)
+    (root / "LostAndFound/original/0003.png").unlink()
+    (root / "LostAndFound/original/0001.png").unlink()
+    with pytest.raises(DatasetError, match=r"1 labels have no image in original/: 0001.png"):
+        FishyscapesLafDataset(root, expected=3)
+    _write_preprocessed(root / "Static", ["0000"])
+    st = FishyscapesStaticDataset(root / "Static", expected=1, version="v2")
+    assert st.describe()["version"] == "v2" and st[0].meta["version"] == "v2"
+
+
+def test_fs_laf_end_to_end(fs_laf, tmp_path):
+    root, laf = fs_laf
+    rec = _run(tmp_path, "fishyscapes_laf", "val", root, laf_root=str(laf), expected=2)
+    assert rec["dataset"]["name"] == "fishyscapes_laf" and rec["dataset"]["split"] == "val"
+    assert rec["dataset"]["num_images"] == 2
+
+
+# -- Fishyscapes Static --------------------------------------------------------------------------
+STATIC = {"0000": "frankfurt_000000_000294", "0001": "lindau_000001_000019"}
+
+
+def write_static(root: Path, cityscapes: Path):
+    for i, (fs_id, stem) in enumerate(STATIC.items()):
+        city = stem.split("_")[0]
+        _png(cityscapes / "leftImg8bit/val" / city / f"{stem}_leftImg8bit.png", np.full((H, W, 3), 100 + i, np.uint8))
+        overlay = np.zeros((H, W, 3), np.int16)
+        overlay[4:8, 10:20] = 200
+        overlay[0, 0] = -150
+        root.mkdir(parents=True, exist_ok=True)
+        np.savez(root / f"{fs_id}_{stem}_rgb.npz", rgb=overlay)
+        _png(root / f"{fs_id}_{stem}_labels.png", _label((0, 1, 255)))
+    return root, cityscapes
+
+
+@pytest.fixture
+def static(tmp_path):
+    return write_static(tmp_path / "fs_val_v3", tmp_path / "cityscapes")
+
+
+def test_fs_static_overlay_and_version(static):
+    root, cs = static
+    ds = DATASETS.create("fishyscapes_static", root=root, split="val", cityscapes_root=cs, expected=2)
+    assert ds.name == "fishyscapes_static" and ds.ids == ["0000_frankfurt_000000_000294", "0001_lindau_000001_000019"]
+    s = ds[0]
+    assert s.image[5, 12, 0] == 255 and s.image[0, 0, 0] == 0 and s.image[20, 30, 1] == 100  # clip(base + rgb)
+    assert s.label[5, 12] == 1 and s.label[11, 12] == 255 and s.meta["version"] == "v3"
+    d3 = ds.describe()
+    assert d3["name"] == "fishyscapes_static" and d3["version"] == "v3"
+    d1 = FishyscapesStaticDataset(root, version="v1", cityscapes_root=cs, expected=2).describe()
+    assert d1["version"] == "v1" and d1["fingerprint"] != d3["fingerprint"]
+    assert FishyscapesStaticDataset(root).describe()["num_images"] == 2  # no default count (unverified)
+    with pytest.raises(DatasetError, match=r"unknown fishyscapes_static version 'v4'; valid versions: v1, v2, v3"):
+        FishyscapesStaticDataset(root, version="v4")
+
+
+def test_fs_static_broken(static, tmp_path):
+    root, cs = static
+    with pytest.raises(DatasetError, match=r"nowhere: no such folder.*rgb.npz.*fishyscapes.com"):
+        FishyscapesStaticDataset(tmp_path / "nowhere")
+    np.savez(root / "0002_munster_000000_000019_rgb.npz", rgb=np.zeros((H, W, 3), np.int16))
+    with pytest.raises(DatasetError, match=r"1 overlays have no label file: 0002_munster_000000_000019_rgb.npz"):
+        FishyscapesStaticDataset(root, cityscapes_root=cs, expected=2)
+    (root / "0002_munster_000000_000019_rgb.npz").unlink()
+    (root / "0001_lindau_000001_000019_rgb.npz").unlink()
+    with pytest.raises(DatasetError, match=r"0001_lindau_000001_000019_labels.png: no overlay 0001_\*rgb.npz"):
+        FishyscapesStaticDataset(root, cityscapes_root=cs, expected=2)
+    np.savez(root / "0001_lindau_000001_000019_rgb.npz", rgb=np.zeros((H, W + 2, 3), np.int16))
+    with pytest.raises(DatasetError, match=r"0001_lindau_000001_000019_rgb.npz: overlay shape \(32, 66, 3\) differs"):
+        FishyscapesStaticDataset(root, cityscapes_root=cs, expected=2)[1]
+    (cs / "leftImg8bit/val/lindau/lindau_000001_000019_leftImg8bit.png").unlink()
+    with pytest.raises(DatasetError, match=r"1 Cityscapes frames are missing.*lindau_000001_000019_leftImg8bit.png"):
+        FishyscapesStaticDataset(root, cityscapes_root=cs, expected=2)
+    _png(root / "0000_frankfurt_000000_000294_labels.png", _label((0, 3)))
+    with pytest.raises(DatasetError, match=r"0000_frankfurt_000000_000294_labels.png: label values \[3\]"):
+        FishyscapesStaticDataset(root, expected=2)[0]
+    with pytest.raises(DatasetError, match=r"found 2 val frames, expected 5"):
+        FishyscapesStaticDataset(root, expected=5)
+
+
+def test_fs_static_end_to_end(static, tmp_path):
+    root, cs = static
+    rec = _run(tmp_path, "fishyscapes_static", "val", root, cityscapes_root=str(cs), version="v2", expected=2)
+    assert rec["dataset"]["name"] == "fishyscapes_static" and rec["dataset"]["split"] == "val"
+    assert rec["dataset"]["num_images"] == 2 and rec["dataset"]["version"] == "v2"
+
+
+# -- Hugging Face --------------------------------------------------------------------------------
+@pytest.fixture
+def hf_dir(tmp_path):
+    hf = pytest.importorskip("datasets")
+    if not hasattr(hf, "Features"):  # only the repository's datasets/ folder, not the package
+        pytest.skip("the `datasets` package is not installed")
+    images = [Image.fromarray(_rgb(i)) for i in range(3)]
+    labels = [Image.fromarray(_label((0, 2))) for _ in range(3)]
+    features = hf.Features({"image": hf.Image(), "mask": hf.Image()})
+    data = hf.Dataset.from_dict({"image": images, "mask": labels}, features=features)
+    hf.DatasetDict({"test": data}).save_to_disk(str(tmp_path / "hf"))
+    return tmp_path / "hf"
+
+
+def test_huggingface_loader(hf_dir):
+    ds = DATASETS.create("huggingface", split="test", path=str(hf_dir), label_column="mask", mapping="roadanomaly", expected=3)
+    assert len(ds) == 3 and ds.ids == ["000000", "000001", "000002"]
+    s = ds[0]
+    assert s.image.shape == (H, W, 3) and s.label[5, 12] == 1 and s.label[0, 0] == 0
+    with pytest.raises(DatasetError, match=r"label values \[2\]"):
+        DATASETS.create("huggingface", split="test", path=str(hf_dir), label_column="mask", mapping={0: 0, 1: 1})[0]
+    with pytest.raises(DatasetError, match=r"unknown huggingface split 'val'.*test"):
+        DATASETS.create("huggingface", split="val", path=str(hf_dir), label_column="mask")
+    with pytest.raises(DatasetError, match=r"no column 'label'; columns: image, mask"):
+        DATASETS.create("huggingface", split="test", path=str(hf_dir))
+    with pytest.raises(DatasetError, match=r"found 3 test rows, expected 4"):
+        DATASETS.create("huggingface", split="test", path=str(hf_dir), label_column="mask", mapping="roadanomaly", expected=4)
+
+
+def test_huggingface_end_to_end(hf_dir, tmp_path):
+    rec = _run(tmp_path, "huggingface", "test", None, path=str(hf_dir), label_column="mask", mapping="roadanomaly")
+    assert rec["dataset"]["name"] == "huggingface" and rec["dataset"]["num_images"] == 3
+
+
+# -- cards ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["roadanomaly", "smiyc_roadanomaly21", "smiyc_roadobstacle21", "fishyscapes_laf",
+                                  "fishyscapes_static", "huggingface"])
+def test_cards_present_and_registered(name):
+    card = load_card(name)
+    assert card["name"] == name and card["registered_as"] in DATASETS and card["url"] and "layout" in card
