@@ -60,3 +60,18 @@ def test_unknown_method_error_suggests(tmp_path):
     res = run_cli(["run", "--method", "entmax_mta", "--quiet"], tmp_path, os.environ["OODBENCH_HOME"])
     assert res.returncode == 2
     assert "unknown method 'entmax_mta'" in res.stderr and "'entmax_meta'" in res.stderr
+
+
+def test_every_registered_score_has_a_method_and_a_meta_variant():
+    from oodbench.methods import METHODS, create_method
+    from oodbench.scores import SCORES
+
+    SCORES.add("test_minus_maxlogit", lambda logits: logits.amax(1))
+    try:
+        assert {"test_minus_maxlogit", "test_minus_maxlogit_meta"} <= set(METHODS.list("test_*"))
+        plain, meta = create_method("test_minus_maxlogit"), create_method("test_minus_maxlogit_meta")
+        assert plain.score_name == meta.score_name == "test_minus_maxlogit" and plain.segment_stage is None
+        assert meta.segment_stage.calibrate_tpr == 0.95 and meta.calibration_split == "val"
+        assert create_method("entropy_meta").segment_stage.threshold == 0.7
+    finally:
+        SCORES._items.pop("test_minus_maxlogit")

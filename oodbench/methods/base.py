@@ -84,11 +84,25 @@ class MethodRegistry(Registry[Method]):
         if meta if meta is not None else getattr(factory, "provides_probs", False):
             self._meta_capable.add(name)
 
+    def _score_methods(self) -> set[str]:
+        """Registered scores (plugins' too) that no method wraps yet: each is a baseline-model method."""
+        from ..scores import SCORES
+
+        return {n for n in SCORES.list() if n not in self._items}
+
     def _derived(self) -> dict[str, str]:
-        return {n + META_SUFFIX: n for n in self._meta_capable if n + META_SUFFIX not in self._items}
+        bases = self._meta_capable | self._score_methods()
+        return {n + META_SUFFIX: n for n in bases if n + META_SUFFIX not in self._items}
 
     def names(self) -> set[str]:
-        return super().names() | set(self._derived())
+        return super().names() | self._score_methods() | set(self._derived())
+
+    def _base_factory(self, name: str) -> Callable[..., Method]:
+        if name in self._items:
+            return self._items[name]
+        from .model_score import baseline_score_method
+
+        return lambda **kw: baseline_score_method(name, **kw)
 
     def get(self, name: str) -> Callable[..., Method]:
         self.load_plugins()
@@ -96,7 +110,10 @@ class MethodRegistry(Registry[Method]):
         if base is not None:
             from .meta import with_meta_stage
 
-            return lambda **kw: with_meta_stage(self._items[base](**kw))
+            factory = self._base_factory(base)
+            return lambda **kw: with_meta_stage(factory(**kw))
+        if name in self._score_methods():
+            return self._base_factory(name)
         return super().get(name)
 
 

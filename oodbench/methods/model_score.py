@@ -59,14 +59,15 @@ def _embedded(stage: str, seed: int = 0) -> Callable[[bool], tuple[nn.Module, di
     return load
 
 
-def _register(name: str, score: str, stage: str) -> None:
-    def factory(seed: int = 0, device: str | None = None, **_: Any) -> ModelScoreMethod:
-        return ModelScoreMethod(name, score, _embedded(stage, seed), f"tiny_deeplab/{stage}", device)
-
-    factory.__doc__ = f"{score} score on the embedded benchmark's {stage} model."
-    register_method(name, meta=True)(factory)
+def model_score_method(name: str, score: str, stage: str, seed: int = 0, device: str | None = None,
+                       **_: Any) -> ModelScoreMethod:
+    """``score`` on the embedded benchmark's ``stage`` model."""
+    return ModelScoreMethod(name, score, _embedded(stage, seed), f"tiny_deeplab/{stage}", device)
 
 
-for _score in ("msp", "entropy", "maxlogit", "energy"):
-    _register(_score, _score, "baseline")
-_register("entmax", "entropy", "entmax")
+def baseline_score_method(score: str, **kwargs: Any) -> ModelScoreMethod:
+    """Any registered score (a plugin's too) on the closed-set baseline model."""
+    return model_score_method(score, score, "baseline", **kwargs)
+
+
+register_method("entmax", meta=True)(lambda **kw: model_score_method("entmax", "entropy", "entmax", **kw))
