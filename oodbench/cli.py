@@ -1,4 +1,4 @@
-"""Command line: ``oodbench run | list | train``."""
+"""Command line: ``oodbench run | evaluate | data check | list | train``."""
 from __future__ import annotations
 
 import argparse
@@ -37,20 +37,100 @@ def results_table(record: dict) -> str:
     return title + "\n" + tabulate(rows, headers=["metric", "value"], tablefmt="github")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run
+def parse_options(pairs: Sequence[str]) -> dict:
+    """``KEY=VALUE`` strings -> dict; integers and true/false/none become Python values."""
+    options = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise OodbenchError(f"option {kv!r}: write KEY=VALUE, e.g. mapping=metaood")
+        key, value = kv.split("=", 1)
+        low = value.lower()
+        if low in ("true", "false"):
+            options[key] = low == "true"
+        elif low == "none":
+            options[key] = None
+        else:
+            try:
+                options[key] = int(value)
+            except ValueError:
+                options[key] = value
+    return options
 
-    options = dict(kv.split("=", 1) for kv in args.option)
-    record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
-                       out_dir=args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                       dataset_options=options, meta_protocol=args.meta_protocol)
+
+def _print_result(record: dict, path) -> None:
     print(results_table(record))
     cost = record["cost"]
     print(f"cost: {cost['wall_seconds']:.1f} s in all ({cost['setup_seconds']:.1f} s setup); "
           f"evaluation {cost['images_per_second']:.1f} images/s")
     if path is not None:
         print(f"record: {path}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
+                       out_dir=args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+                       dataset_options=parse_options(args.option), meta_protocol=args.meta_protocol,
+                       deep_fingerprint=args.deep)
+    _print_result(record, path)
     return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .precomputed import PrecomputedScores
+    from .runner import run
+
+    if (args.dataset is None) == (args.labels is None):
+        raise OodbenchError("give either --dataset NAME (with --data-root/--split) or --labels DIR (a folder of "
+                            "0/1/255 label maps), not both")
+    smiyc = None
+    if args.smiyc is not None:
+        method, _, dataset = args.smiyc.partition("/")
+        if not method or not dataset:
+            raise OodbenchError(f"--smiyc {args.smiyc!r}: write METHOD/DATASET, e.g. MyMethod/LostAndFound-test")
+        smiyc = (method, dataset)
+    if args.labels is not None:
+        dataset, data_root = "folder", args.labels
+    else:
+        dataset, data_root = args.dataset, args.data_root
+    method = PrecomputedScores(args.scores, name=args.name, resize=args.resize, smiyc=smiyc)
+    record, path = run(method, dataset=dataset, split=args.split, data_root=data_root, out_dir=args.out,
+                       batch_size=args.batch_size, progress=not args.quiet, dataset_options=parse_options(args.option),
+                       deep_fingerprint=args.deep)
+    _print_result(record, path)
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .data.check import check_dataset
+
+    report = check_dataset(args.name, root=args.data_root, splits=args.split, options=parse_options(args.option),
+                           deep=args.deep)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def _split_counts(card: dict) -> str:
+    parts = []
+    for split, table in card.get("splits", {}).items():
+        count = table.get("count") if isinstance(table, dict) else None
+        parts.append(f"{split} {count}" if count is not None else split)
+    return ", ".join(parts)
+
+
+def datasets_table(names: list[str]) -> str:
+    from .data.cards import list_cards, load_card
+
+    cards = set(list_cards())
+    rows = []
+    for name in names:
+        try:
+            card = load_card(name) if name in cards else {}
+        except OodbenchError:
+            card = {}
+        rows.append([name, card.get("title", "(no card)"), _split_counts(card)])
+    return tabulate(rows, headers=["dataset", "title", "splits (images)"], tablefmt="github")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -66,7 +146,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=1))
     else:
         for kind, names in result.items():
-            print(f"{kind}: {', '.join(names) if names else '(none match)'}")
+            if kind == "datasets" and names:
+                print(f"{kind}:\n{datasets_table(names)}")
+            else:
+                print(f"{kind}: {', '.join(names) if names else '(none match)'}")
     return 0
 
 
@@ -94,8 +177,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. mapping=metaood")
     r.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
                    help="meta classifier cross-validation: grouped by image (default) or the paper's leave-one-out")
+    r.add_argument("--deep", action="store_true", help="fingerprint the dataset by file contents (slower)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("evaluate", help="metrics of score maps computed elsewhere; writes the same record as run")
+    e.add_argument("--scores", required=True, metavar="DIR",
+                   help="score maps <DIR>/<id>.npy|.npz|.hdf5 (float16/float32 HxW, higher = more OoD)")
+    e.add_argument("--name", required=True, help="method name for the record and leaderboard")
+    e.add_argument("--dataset", default=None, help="registered dataset (`oodbench list datasets`)")
+    e.add_argument("--labels", default=None, metavar="DIR", help="folder of 0/1/255 label maps (the folder dataset)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--data-root", default=None, help="dataset folder (with --dataset)")
+    e.add_argument("--smiyc", default=None, metavar="METHOD/DATASET",
+                   help="SegmentMeIfYouCan layout: <DIR>/METHOD/DATASET/<id>.hdf5 (DIR: outputs/anomaly_p)")
+    e.add_argument("--resize", action="store_true", help="resize score maps bilinearly to the label size")
+    e.add_argument("--out", default="leaderboard/records", help="folder for the JSON record")
+    e.add_argument("--batch-size", type=int, default=4)
+    e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
+    e.add_argument("--deep", action="store_true", help="fingerprint the dataset by file contents (slower)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("data", help="dataset tools")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    c = dsub.add_parser("check", help="read every sample of a dataset copy and report every problem (exit 1 if any)")
+    c.add_argument("name", help="registered dataset")
+    c.add_argument("--data-root", default=None, help="dataset folder (default: the dataset's own location)")
+    c.add_argument("--split", action="append", default=None, help="split to check (repeatable; default: the card's)")
+    c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. expected=60")
+    c.add_argument("--deep", action="store_true", help="print content fingerprints (reads every byte)")
+    c.set_defaults(func=cmd_data_check)
 
     ls = sub.add_parser("list", help="list registered methods, datasets, models, scores")
     ls.add_argument("kind", nargs="?", choices=["methods", "datasets", "models", "scores"])

@@ -69,11 +69,17 @@ def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bo
     return state, model_seconds
 
 
+def _fingerprint_kind(deep: bool) -> str:
+    return "content" if deep else "names+sizes"
+
+
 def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
         out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
-        dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None) -> tuple[dict, Path | None]:
+        dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
+        deep_fingerprint: bool = False) -> tuple[dict, Path | None]:
     """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end.
-    ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo")."""
+    ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo").
+    ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes."""
     start = time.perf_counter()
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
@@ -92,7 +98,8 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
             val_state, _ = _pixel_state(m, val, batch_size, progress, f"calibrating on {m.calibration_split}")
             threshold = val_state.threshold_at_tpr(stage.calibrate_tpr)
             calibration = {"split": m.calibration_split, "target_tpr": stage.calibrate_tpr,
-                           "num_images": len(val), "fingerprint": val.fingerprint()}
+                           "num_images": len(val), "fingerprint": val.fingerprint(deep=deep_fingerprint),
+                           "fingerprint_kind": _fingerprint_kind(deep_fingerprint)}
     collector = SegmentCollector() if stage is not None else None
     state, model_seconds = _pixel_state(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", collector, threshold)
     metrics: dict[str, Any] = {"pixel": state.compute()}
@@ -101,11 +108,15 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         seg.update({"segment_threshold": float(threshold), "threshold_source": "calibrated" if calibration else "fixed",
                     "calibration": calibration})
         metrics["segments"] = seg
+    described = ds.describe()
+    if deep_fingerprint:
+        described["fingerprint"] = ds.fingerprint(deep=True)
+    described["fingerprint_kind"] = _fingerprint_kind(deep_fingerprint)
     wall = time.perf_counter() - start
     evaluation = wall - setup_seconds
     record = make_record(
         method={**m.config(), **method_info},
-        dataset={**ds.describe(), "data_root": str(ds.root), "options": opts},
+        dataset={**described, "data_root": str(ds.root), "options": opts},
         metrics=metrics,
         cost={"wall_seconds": round(wall, 3), "setup_seconds": round(setup_seconds, 3),
               "evaluation_seconds": round(evaluation, 3), "model_seconds": round(model_seconds, 3),

@@ -68,7 +68,7 @@ class Dataset(Sequence[Sample]):
         return Sample(sample_id, image, label, {"dataset": self.name, "split": self.split, "label_kind": self.label_kind})
 
     def fingerprint(self, deep: bool = False) -> str:
-        """sha256 over relative file names and sizes (``deep``: contents), so different copies never mix."""
+        """sha256 over relative file names and sizes (``deep``: and each file's sha256), so different copies never mix."""
         h = hashlib.sha256()
         for image_path, label_path, _ in self.files:
             for p in (image_path, label_path):
@@ -77,7 +77,8 @@ class Dataset(Sequence[Sample]):
                 h.update(str(p.relative_to(self.root)).encode())
                 h.update(str(p.stat().st_size).encode())
                 if deep:
-                    h.update(hashlib.sha256(p.read_bytes()).digest())
+                    with p.open("rb") as fh:
+                        h.update(hashlib.file_digest(fh, "sha256").digest())
         return h.hexdigest()
 
     def describe(self) -> dict[str, Any]:
