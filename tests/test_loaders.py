@@ -14,17 +14,16 @@ from oodbench.data.coco_proxy import CocoProxyDataset
 from oodbench.data.lostandfound import EMPTY_TEST_INDICES, LAF_COUNTS, LostAndFoundDataset
 from oodbench.errors import DatasetError
 
+from layout_files import random_rgb, write_png
+
 H, W = 8, 16
 
 
-def _png(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
+_png = write_png
 
 
 def _rgb(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return random_rgb(seed, h, w)
 
 
 def _laf_label(values: list[int]) -> np.ndarray:

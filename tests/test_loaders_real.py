@@ -18,17 +18,16 @@ from oodbench.errors import DatasetError
 from oodbench.methods import Method, MethodOutput
 from oodbench.runner import run
 
+from layout_files import random_rgb, write_png
+
 H, W = 32, 64
 
 
-def _png(path: Path, array: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path)
-    return path
+_png = write_png
 
 
 def _rgb(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return random_rgb(seed, h, w)
 
 
 def _label(values=(0, 1), h: int = H, w: int = W) -> np.ndarray:
