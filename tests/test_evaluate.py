@@ -33,6 +33,15 @@ def make_scores(labels, dtype, seed=1):
     return {i: (rng.normal(size=lab.shape) + 1.2 * (lab == 1)).astype(dtype) for i, lab in labels.items()}
 
 
+def save_npy(folder, scores, skip=()):
+    """Write each score map as ``<folder>/<id>.npy``; return the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, s in scores.items():
+        if i not in skip:
+            np.save(folder / f"{i}.npy", s)
+    return folder
+
+
 def sklearn_metrics(labels, scores):
     lab = np.concatenate([labels[i].ravel() for i in IDS])
     sc = np.concatenate([scores[i].astype(np.float64).ravel() for i in IDS])
@@ -90,20 +99,14 @@ def test_raw_float32_within_histogram_tolerance(labels, tmp_path):
     """Raw float32 scores are binned to 20 key bits (11 mantissa bits): ~1e-3 in AP/FPR95; asserted at 2e-3."""
     label_dir, maps = labels
     scores = make_scores(maps, np.float32, seed=2)
-    d = tmp_path / "scores"
-    d.mkdir()
-    for i, s in scores.items():
-        np.save(d / f"{i}.npy", s)
+    d = save_npy(tmp_path / "scores", scores)
     rec = evaluate(tmp_path, "--scores", str(d), "--name", "raw32", "--labels", str(label_dir))
     assert_close(rec["metrics"]["pixel"], sklearn_metrics(maps, scores), 2e-3)
 
 
 def test_shape_mismatch_needs_resize(labels, tmp_path, capsys):
     label_dir, maps = labels
-    d = tmp_path / "scores"
-    d.mkdir()
-    for i, s in make_scores(maps, np.float32).items():
-        np.save(d / f"{i}.npy", s)
+    d = save_npy(tmp_path / "scores", make_scores(maps, np.float32))
     np.save(d / f"{IDS[3]}.npy", np.ones((H // 2, W // 2), np.float32))
     args = ["evaluate", "--scores", str(d), "--name", "m", "--labels", str(label_dir), "--quiet",
             "--out", str(tmp_path / "records")]
@@ -119,11 +122,7 @@ def test_shape_mismatch_needs_resize(labels, tmp_path, capsys):
 
 def test_missing_score_file_names_id_and_paths(labels, tmp_path, capsys):
     label_dir, maps = labels
-    d = tmp_path / "scores"
-    d.mkdir()
-    for i, s in make_scores(maps, np.float16).items():
-        if i != IDS[4]:
-            np.save(d / f"{i}.npy", s)
+    d = save_npy(tmp_path / "scores", make_scores(maps, np.float16), skip=(IDS[4],))
     assert main(["evaluate", "--scores", str(d), "--name", "m", "--labels", str(label_dir), "--quiet",
                  "--out", str(tmp_path / "records")]) == 2
     err = capsys.readouterr().err
@@ -149,10 +148,7 @@ class FromArrays(Method):
 def test_evaluate_and_run_records_are_interchangeable(labels, tmp_path):
     label_dir, maps = labels
     scores = make_scores(maps, np.float32, seed=3)
-    d = tmp_path / "scores"
-    d.mkdir()
-    for i, s in scores.items():
-        np.save(d / f"{i}.npy", s)
+    d = save_npy(tmp_path / "scores", scores)
     ev = evaluate(tmp_path, "--scores", str(d), "--name", "mine", "--labels", str(label_dir), "--deep")
     rec, _ = run(FromArrays(scores), dataset="folder", data_root=label_dir, progress=False, deep_fingerprint=True)
     assert ev["metrics"] == rec["metrics"]
