@@ -15,6 +15,7 @@ from oodbench.data.lostandfound import EMPTY_TEST_INDICES, LAF_COUNTS, LostAndFo
 from oodbench.errors import DatasetError
 
 from layout_files import random_rgb, write_png
+from real_layouts import write_laf
 
 H, W = 8, 16
 
@@ -24,22 +25,6 @@ _png = write_png
 
 def _rgb(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
     return random_rgb(seed, h, w)
-
-
-def _laf_label(values: list[int]) -> np.ndarray:
-    lab = np.zeros((H, W), np.uint8)
-    lab[4:] = 1
-    for k, v in enumerate(values):
-        lab[5:7, 2 + 3 * k: 4 + 3 * k] = v
-    return lab
-
-
-def write_laf(root: Path, split: str, stems: dict[str, list[int]]) -> Path:
-    for stem, values in stems.items():
-        scene = "_".join(stem.split("_")[:-2])
-        _png(root / "leftImg8bit" / split / scene / f"{stem}_leftImg8bit.png", _rgb())
-        _png(root / "gtCoarse" / split / scene / f"{stem}_gtCoarse_labelIds.png", _laf_label(values))
-    return root
 
 
 LAF_STEMS = {"04_Maurener_Weg_8_000000_000030": [2, 33], "02_Hanns_Klemm_Str_44_000001_000100": [17]}
@@ -89,6 +74,41 @@ def test_laf_subset_rules():
     no_known = LostAndFoundDataset._subset(files, "testNoKnown", Path("x"))
     assert len(no_known) == 1000 - sum(i < 1000 for i in EMPTY_TEST_INDICES)
     assert not any(f[2].startswith("15_") for f in no_known)
+
+
+def _full_laf_test_stems() -> tuple[dict[str, list[int]], set[str]]:
+    """1203 frame stems in the real naming; the 143 of them with known classes (children, bicycles) sit where no
+    empty-label index (17..793 of the sorted list) falls, so the subsets have their published sizes 1186 and 1043."""
+    groups = [("01_Hanns_Klemm_Str_45", 6, 10, True), ("01_Hanns_Klemm_Str_45", 7, 5, True),
+              ("02_Hanns_Klemm_Str_44", 0, 800, False), ("04_Maurener_Weg_8", 1, 200, False),
+              ("10_Schlossberg_9", 4, 8, True), ("10_Schlossberg_9", 5, 20, False),
+              ("13_Elly_Beinhorn_Str", 2, 40, False), ("15_Rechbergstr_Deckenpfronn", 3, 120, True)]
+    stems, known = {}, set()
+    for scene, seq, n, is_known in groups:
+        for frame in range(n):
+            stem = f"{scene}_{seq:06d}_{30 * frame:06d}"
+            stems[stem] = [2] if frame % 2 else []
+            if is_known:
+                known.add(stem)
+    return stems, known
+
+
+def test_laf_subsets_on_a_complete_test_copy(tmp_path):
+    stems, known = _full_laf_test_stems()
+    root = write_laf(tmp_path / "lost_and_found", "test", stems, h=4, w=8)
+    on_disk = sorted(p.name.replace("_leftImg8bit.png", "") for p in (root / "leftImg8bit/test").rglob("*.png"))
+    assert len(on_disk) == 1203 and len(known) == 143
+    test = DATASETS.create("lostandfound", root=root, split="test")
+    valid = DATASETS.create("lostandfound", root=root, split="testValid")
+    no_known = DATASETS.create("lostandfound", root=root, split="testNoKnown")
+    assert (len(test), len(valid), len(no_known)) == (1203, 1186, 1043)
+    assert test.ids == on_disk
+    assert set(test.ids) - set(valid.ids) == {on_disk[i] for i in EMPTY_TEST_INDICES}
+    assert on_disk[17] == "02_Hanns_Klemm_Str_44_000000_000060" and on_disk[17] not in valid.ids
+    assert set(valid.ids) - set(no_known.ids) == known
+    assert no_known.ids == [i for i in valid.ids if i not in known]  # order kept
+    assert valid.fingerprint() != test.fingerprint() != no_known.fingerprint()
+    assert no_known[0].id == "02_Hanns_Klemm_Str_44_000000_000000"
 
 
 def test_laf_wrong_label_value(laf):
@@ -157,6 +177,26 @@ def test_cityscapes_label_ids_converted(tmp_path):
         ds[1]
 
 
+def test_cityscapes_broken_copies(tmp_path):
+    root = tmp_path / "cityscapes"
+    ids = np.full((8, 16), 7, np.uint8)
+    for i, stem in enumerate(["frankfurt_000000_000294", "frankfurt_000000_000576"]):
+        _png(root / f"leftImg8bit/val/frankfurt/{stem}_leftImg8bit.png", _rgb(i, h=8, w=16))
+        _png(root / f"gtFine/val/frankfurt/{stem}_gtFine_labelIds.png", ids)
+    label = root / "gtFine/val/frankfurt/frankfurt_000000_000576_gtFine_labelIds.png"
+    label.unlink()
+    with pytest.raises(DatasetError, match=r"1 images have no label file.*frankfurt_000000_000576_leftImg8bit.png"):
+        CityscapesDataset(root, "val", expected=2)
+    _png(label, ids)
+    _png(root / "gtFine/val/lindau/lindau_000001_000019_gtFine_labelIds.png", ids)
+    with pytest.raises(DatasetError, match=r"label files have no image.*lindau_000001_000019_gtFine_labelIds"):
+        CityscapesDataset(root, "val", expected=2)
+    (root / "gtFine/val/lindau/lindau_000001_000019_gtFine_labelIds.png").unlink()
+    _png(label, np.full((8, 18), 7, np.uint8))
+    with pytest.raises(DatasetError, match=r"frankfurt_000000_000576_gtFine_labelIds.png: label size 18x8 differs"):
+        CityscapesDataset(root, "val", expected=2)[1]
+
+
 def test_coco_proxy(tmp_path):
     root = tmp_path / "coco"
     mask = np.zeros((8, 16), np.uint8)
@@ -175,6 +215,9 @@ def test_coco_proxy(tmp_path):
     (root / "annotations/ood_seg_train2017/000000000031.png").unlink()
     _png(root / "annotations/ood_seg_train2017/000000000025.png", np.full((8, 16), 255, np.uint8))
     with pytest.raises(DatasetError, match=r"000000000025.png: label values \[255\]"):
+        CocoProxyDataset(root)[1]
+    _png(root / "annotations/ood_seg_train2017/000000000025.png", mask[:, :12])
+    with pytest.raises(DatasetError, match=r"000000000025.png: label size 12x8 differs"):
         CocoProxyDataset(root)[1]
 
 

@@ -2,9 +2,6 @@
 layouts and file names, including broken copies, plus one end-to-end run per loader."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,13 +12,11 @@ from oodbench.data.fishyscapes import FS_LAF_COUNTS, FishyscapesLafDataset, Fish
 from oodbench.data.roadanomaly import ROADANOMALY_COUNTS, RoadAnomalyDataset
 from oodbench.data.smiyc import TRACKS
 from oodbench.errors import DatasetError
-from oodbench.methods import Method, MethodOutput
-from oodbench.runner import run
 
 from layout_files import random_rgb, write_png
-
-H, W = 32, 64
-
+from real_layouts import (ANOMALY_TEST, ANOMALY_VAL, FS_STEMS, H, OBSTACLE_TEST, OBSTACLE_VAL, RA_NAMES, W,
+                          label_map as _label, save_image as _save_image, write_fs_laf, write_preprocessed,
+                          write_huggingface, write_roadanomaly, write_smiyc, write_static)
 
 _png = write_png
 
@@ -30,41 +25,7 @@ def _rgb(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
     return random_rgb(seed, h, w)
 
 
-def _label(values=(0, 1), h: int = H, w: int = W) -> np.ndarray:
-    lab = np.full((h, w), values[0], np.uint8)
-    for k, v in enumerate(values[1:]):
-        lab[4 + 6 * k: 8 + 6 * k, 10:20] = v
-    return lab
-
-
-class Red(Method):
-    """Scores = red channel / 255."""
-    name = "red"
-
-    def predict(self, images):
-        return MethodOutput(images[..., 0].astype(np.float32) / 255)
-
-
-def _run(tmp_path, dataset, split, root, **options):
-    record, _ = run(Red(), dataset=dataset, split=split, data_root=root, out_dir=tmp_path / "records",
-                    progress=False, dataset_options=options)
-    return record
-
-
 # -- RoadAnomaly ---------------------------------------------------------------------------------
-RA_NAMES = ["animals01_Guardian_2017", "boat_trailer02", "cones03"]
-
-
-def write_roadanomaly(top: Path, names=RA_NAMES) -> Path:
-    (top / "frames").mkdir(parents=True, exist_ok=True)
-    (top / "frame_list.json").write_text(json.dumps([f"{n}.jpg" for n in names]))
-    for i, n in enumerate(names):
-        Image.fromarray(_rgb(i)).save(top / "frames" / f"{n}.jpg", quality=95)
-        _png(top / "frames" / f"{n}.labels" / "labels_semantic.png", _label((0, 2)))
-        _png(top / "frames" / f"{n}.labels" / "labels_instance.png", _label((0, 7)))
-    return top
-
-
 @pytest.fixture
 def ra(tmp_path):
     write_roadanomaly(tmp_path / "ra" / "RoadAnomaly_jpg")
@@ -114,38 +75,7 @@ def test_roadanomaly_broken(ra, tmp_path):
         RoadAnomalyDataset(ra, expected=3)
 
 
-def test_roadanomaly_end_to_end(ra, tmp_path):
-    rec = _run(tmp_path, "roadanomaly", "test", ra, expected=3)
-    assert rec["dataset"]["name"] == "roadanomaly" and rec["dataset"]["split"] == "test"
-    assert rec["dataset"]["num_images"] == 3
-
-
 # -- SegmentMeIfYouCan ---------------------------------------------------------------------------
-ANOMALY_VAL = ["validation0000", "validation0001"]
-ANOMALY_TEST = ["test0000", "test0001", "test0002"]
-OBSTACLE_VAL = ["validation_1", "validation_2"]
-OBSTACLE_EXCLUDED = ["validation_19", "validation_25"]
-OBSTACLE_TEST = ["curvy-street_000001", "gravel_0003", "darkasphalt2_dog_0000"]
-OBSTACLE_EXTRA = ["driveway_0001", "snowstorm1_00_000000"]
-
-
-def _save_image(path: Path, array: np.ndarray):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, quality=95) if path.suffix == ".jpg" else Image.fromarray(array).save(path, lossless=True)
-
-
-def write_smiyc(root: Path) -> Path:
-    for i, fid in enumerate(ANOMALY_VAL + ANOMALY_TEST):
-        _save_image(root / "dataset_AnomalyTrack/images" / f"{fid}.jpg", _rgb(i))
-    for fid in ANOMALY_VAL:
-        _png(root / "dataset_AnomalyTrack/labels_masks" / f"{fid}_labels_semantic.png", _label((255, 0, 1, 7)))
-    for i, fid in enumerate(OBSTACLE_VAL + OBSTACLE_EXCLUDED + OBSTACLE_TEST + OBSTACLE_EXTRA):
-        _save_image(root / "dataset_ObstacleTrack/images" / f"{fid}.webp", _rgb(i))
-    for fid in OBSTACLE_VAL + OBSTACLE_EXCLUDED:
-        _png(root / "dataset_ObstacleTrack/labels_masks" / f"{fid}_labels_semantic.png", _label((255, 0, 1)))
-    return root
-
-
 @pytest.fixture
 def smiyc(tmp_path):
     return write_smiyc(tmp_path / "smiyc")
@@ -201,25 +131,7 @@ def test_smiyc_broken(smiyc, tmp_path):
         DATASETS.create("smiyc_roadobstacle21", root=smiyc, split="test", expected=3)
 
 
-def test_smiyc_end_to_end(smiyc, tmp_path):
-    rec = _run(tmp_path, "smiyc_roadobstacle21", "validation", smiyc, expected=2)
-    assert rec["dataset"]["name"] == "smiyc_roadobstacle21" and rec["dataset"]["split"] == "validation"
-    assert rec["dataset"]["num_images"] == 2
-
-
 # -- Fishyscapes Lost & Found --------------------------------------------------------------------
-FS_STEMS = {"0000_04_Maurener_Weg_8_000000_000030": "test", "0001_01_Hanns_Klemm_Str_45_000002_000060": "train"}
-
-
-def write_fs_laf(root: Path, laf: Path):
-    for i, (name, laf_split) in enumerate(FS_STEMS.items()):
-        stem = name.split("_", 1)[1]
-        scene = stem.rsplit("_", 2)[0]
-        _png(root / f"{name}_labels.png", _label((0, 1, 255)))
-        _png(laf / "leftImg8bit" / laf_split / scene / f"{stem}_leftImg8bit.png", _rgb(i))
-    return root, laf
-
-
 @pytest.fixture
 def fs_laf(tmp_path):
     return write_fs_laf(tmp_path / "fishyscapes_lostandfound", tmp_path / "lost_and_found")
@@ -261,15 +173,9 @@ def test_fs_laf_broken(fs_laf, tmp_path):
         FishyscapesLafDataset(root, expected=2)
 
 
-def _write_preprocessed(top: Path, names, shape=(H, W)):
-    for i, n in enumerate(names):
-        _png(top / "original" / f"{n}.png", _rgb(i, *shape))
-        _png(top / "labels" / f"{n}.png", _label((0, 1, 255), *shape))
-
-
 def test_fs_preprocessed_layout(tmp_path):
     root = tmp_path / "fs"
-    _write_preprocessed(root / "LostAndFound", ["0000", "0001", "0002"])
+    write_preprocessed(root / "LostAndFound", ["0000", "0001", "0002"])
     ds = FishyscapesLafDataset(root, expected=3)
     assert ds.ids == ["0000", "0001", "0002"] and ds.describe()["layout"] == "preprocessed"
     assert ds[2].image.shape == (H, W, 3) and ds[2].label[5, 12] == 1
@@ -280,35 +186,12 @@ def test_fs_preprocessed_layout(tmp_path):
     (root / "LostAndFound/original/0001.png").unlink()
     with pytest.raises(DatasetError, match=r"1 labels have no image in original/: 0001.png"):
         FishyscapesLafDataset(root, expected=3)
-    _write_preprocessed(root / "Static", ["0000"])
+    write_preprocessed(root / "Static", ["0000"])
     st = FishyscapesStaticDataset(root / "Static", expected=1, version="v2")
     assert st.describe()["version"] == "v2" and st[0].meta["version"] == "v2"
 
 
-def test_fs_laf_end_to_end(fs_laf, tmp_path):
-    root, laf = fs_laf
-    rec = _run(tmp_path, "fishyscapes_laf", "val", root, laf_root=str(laf), expected=2)
-    assert rec["dataset"]["name"] == "fishyscapes_laf" and rec["dataset"]["split"] == "val"
-    assert rec["dataset"]["num_images"] == 2
-
-
 # -- Fishyscapes Static --------------------------------------------------------------------------
-STATIC = {"0000": "frankfurt_000000_000294", "0001": "lindau_000001_000019"}
-
-
-def write_static(root: Path, cityscapes: Path):
-    for i, (fs_id, stem) in enumerate(STATIC.items()):
-        city = stem.split("_")[0]
-        _png(cityscapes / "leftImg8bit/val" / city / f"{stem}_leftImg8bit.png", np.full((H, W, 3), 100 + i, np.uint8))
-        overlay = np.zeros((H, W, 3), np.int16)
-        overlay[4:8, 10:20] = 200
-        overlay[0, 0] = -150
-        root.mkdir(parents=True, exist_ok=True)
-        np.savez(root / f"{fs_id}_{stem}_rgb.npz", rgb=overlay)
-        _png(root / f"{fs_id}_{stem}_labels.png", _label((0, 1, 255)))
-    return root, cityscapes
-
-
 @pytest.fixture
 def static(tmp_path):
     return write_static(tmp_path / "fs_val_v3", tmp_path / "cityscapes")
@@ -354,25 +237,10 @@ def test_fs_static_broken(static, tmp_path):
         FishyscapesStaticDataset(root, expected=5)
 
 
-def test_fs_static_end_to_end(static, tmp_path):
-    root, cs = static
-    rec = _run(tmp_path, "fishyscapes_static", "val", root, cityscapes_root=str(cs), version="v2", expected=2)
-    assert rec["dataset"]["name"] == "fishyscapes_static" and rec["dataset"]["split"] == "val"
-    assert rec["dataset"]["num_images"] == 2 and rec["dataset"]["version"] == "v2"
-
-
 # -- Hugging Face --------------------------------------------------------------------------------
 @pytest.fixture
 def hf_dir(tmp_path):
-    hf = pytest.importorskip("datasets")
-    if not hasattr(hf, "Features"):  # only the repository's datasets/ folder, not the package
-        pytest.skip("the `datasets` package is not installed")
-    images = [Image.fromarray(_rgb(i)) for i in range(3)]
-    labels = [Image.fromarray(_label((0, 2))) for _ in range(3)]
-    features = hf.Features({"image": hf.Image(), "mask": hf.Image()})
-    data = hf.Dataset.from_dict({"image": images, "mask": labels}, features=features)
-    hf.DatasetDict({"test": data}).save_to_disk(str(tmp_path / "hf"))
-    return tmp_path / "hf"
+    return write_huggingface(tmp_path / "hf")
 
 
 def test_huggingface_loader(hf_dir):
@@ -388,11 +256,6 @@ def test_huggingface_loader(hf_dir):
         DATASETS.create("huggingface", split="test", path=str(hf_dir))
     with pytest.raises(DatasetError, match=r"found 3 test rows, expected 4"):
         DATASETS.create("huggingface", split="test", path=str(hf_dir), label_column="mask", mapping="roadanomaly", expected=4)
-
-
-def test_huggingface_end_to_end(hf_dir, tmp_path):
-    rec = _run(tmp_path, "huggingface", "test", None, path=str(hf_dir), label_column="mask", mapping="roadanomaly")
-    assert rec["dataset"]["name"] == "huggingface" and rec["dataset"]["num_images"] == 3
 
 
 # -- cards ---------------------------------------------------------------------------------------
