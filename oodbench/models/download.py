@@ -1,0 +1,232 @@
+"""Checkpoint download by URL into a verified cache: sha256 checked while streaming, atomic rename,
+and a ``--checkpoint PATH`` override for offline use.
+
+A cached file is reused only when it matches the published sha256, or, when none is published,
+when it is unchanged since this same URL delivered it (see :func:`fetch_checkpoint`).
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from tqdm.auto import tqdm
+
+from .. import paths
+from ..errors import CheckpointError
+from .checkpoint import sha256_file
+
+__all__ = ["UnverifiedCheckpointWarning", "default_cache_dir", "fetch_checkpoint", "resolve_checkpoint", "sha256_of"]
+
+CHUNK_SIZE = 1 << 20
+SCHEMES = ("http", "https", "file")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint was used without a published sha256 to check it against."""
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded checkpoints live: ``<oodbench home>/checkpoints``."""
+    return paths.home() / "checkpoints"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_sidecar(path: Path) -> dict:
+    try:
+        rec = json.loads(_sidecar(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) and isinstance(rec.get("sha256"), str) else {}
+
+
+def _write_sidecar(path: Path, digest: str, st: os.stat_result, url: str | None) -> None:
+    """Best effort: the sidecar only saves re-hashing, so a read-only folder is not an error."""
+    rec = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if url:
+        rec["url"] = url
+    side = _sidecar(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=side.name, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(rec, f)
+        os.replace(tmp, side)
+    except OSError:
+        pass
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def sha256_of(path: str | Path) -> str:
+    """sha256 of ``path``, cached in ``<path>.sha256`` keyed on size and mtime so a multi-GB checkpoint
+    is hashed once; a changed size or mtime means a re-hash."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; download it or pass --checkpoint PATH")
+    st = path.stat()
+    rec = _read_sidecar(path)
+    if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+        return rec["sha256"]
+    digest = sha256_file(path)
+    if path.stat().st_mtime_ns == st.st_mtime_ns:  # not rewritten while we hashed it
+        # The URL still describes the file only if its content is what was downloaded.
+        _write_sidecar(path, digest, st, rec.get("url") if rec.get("sha256") == digest else None)
+    return digest
+
+
+def _normalize_sha256(sha256: str | None) -> str | None:
+    if sha256 is None:
+        return None
+    digest = sha256.strip().lower()
+    if not _HEX64.fullmatch(digest):
+        raise CheckpointError(f"{sha256!r} is not a sha256 digest (64 hexadecimal characters)")
+    return digest
+
+
+def _cache_name(url: str, filename: str | None) -> str:
+    try:
+        parsed = urllib.parse.urlparse(url)
+    except ValueError as exc:
+        raise CheckpointError(f"{url}: malformed URL ({exc})") from exc
+    if parsed.scheme.lower() not in SCHEMES:
+        raise CheckpointError(f"{url}: unsupported URL scheme {parsed.scheme!r}; use one of {', '.join(SCHEMES)}, "
+                              f"or download the file by hand and pass --checkpoint PATH")
+    name = filename or urllib.parse.unquote(parsed.path.rstrip("/").rsplit("/", 1)[-1])
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise CheckpointError(f"{url}: cannot name the cached file {name!r} after this URL; pass filename=NAME")
+    return name
+
+
+def _read_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    """Yield the response body in chunks (a seam for tests that interrupt a download)."""
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def _network_error(url: str, exc: BaseException) -> CheckpointError:
+    if isinstance(exc, urllib.error.HTTPError):
+        reason = f"HTTP {exc.code} {exc.reason}"
+    elif isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+    else:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return CheckpointError(f"{url}: download failed ({reason}). Check the URL and your connection, "
+                           f"or download the file by hand and pass --checkpoint PATH")
+
+
+def _download(url: str, dest: Path, expected: str | None, progress: bool, timeout: float) -> str:
+    """Stream ``url`` into a ``.part`` file beside ``dest`` while hashing; rename it over ``dest`` only
+    after the hash matched, so an interrupted or wrong download never replaces a good file."""
+    request = urllib.request.Request(url, headers={"User-Agent": "oodbench"})
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        h, received = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+                if url.lower().startswith("http") and resp.headers.get_content_type() == "text/html":
+                    raise CheckpointError(f"{url}: the server sent an HTML page, not a checkpoint (a login or "
+                                          f"confirmation page?); download the file by hand and pass --checkpoint PATH")
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                with tqdm(total=total, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
+                          disable=not progress, leave=False) as bar:
+                    for chunk in _read_chunks(resp, CHUNK_SIZE):
+                        out.write(chunk)
+                        h.update(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            raise _network_error(url, exc) from exc
+        if total is not None and received != total:
+            raise CheckpointError(f"{url}: download truncated ({received} of {total} bytes); try again, "
+                                  f"or download the file by hand and pass --checkpoint PATH")
+        actual = h.hexdigest()
+        if expected is not None and actual != expected:
+            raise CheckpointError(
+                f"{url}: sha256 mismatch: expected {expected}, got {actual}. The file at this URL is not the "
+                f"published checkpoint: check the URL, or download the right file and pass --checkpoint PATH")
+        _sidecar(dest).unlink(missing_ok=True)
+        os.replace(tmp, dest)
+        _write_sidecar(dest, actual, dest.stat(), url)
+        return actual
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch_checkpoint(url: str, sha256: str | None, *, cache_dir: str | Path | None = None,
+                     filename: str | None = None, progress: bool = True, timeout: float = 60.0,
+                     force: bool = False) -> Path:
+    """Return the cached checkpoint for ``url``, downloading it first when needed.
+
+    With ``sha256``: a cached file with that hash is reused; anything else is downloaded again, and
+    the new file replaces the cached one only if it has that hash. Without (unpublished): a cached
+    file is reused only if this same URL delivered it and it is unchanged since, else downloaded
+    again; either way an :class:`UnverifiedCheckpointWarning` gives the hash to publish.
+    ``force`` downloads even when the cache would do.
+    """
+    expected = _normalize_sha256(sha256)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    dest = cache / _cache_name(url, filename)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"{cache}: cannot create the checkpoint cache ({exc}); "
+                              f"set $OODBENCH_HOME to a writable folder or pass --checkpoint PATH") from exc
+    actual = None
+    if dest.is_file() and not force:
+        recorded = _read_sidecar(dest)
+        actual = sha256_of(dest)
+        if expected is not None and actual == expected:
+            return dest
+        if expected is None and recorded.get("url") == url and recorded.get("sha256") == actual:
+            _warn_unverified(url, dest, actual)
+            return dest
+    if actual is not None and expected is not None:
+        warnings.warn(f"{dest}: cached file has sha256 {actual}, expected {expected}; downloading again",
+                      stacklevel=2)
+    actual = _download(url, dest, expected, progress, timeout)
+    if expected is None:
+        _warn_unverified(url, dest, actual)
+    return dest
+
+
+def _warn_unverified(url: str, dest: Path, actual: str) -> None:
+    warnings.warn(f"{url}: no published sha256, so {dest} is unverified (its sha256 is {actual}; "
+                  f"records carry it). Publish that hash with the URL to verify future downloads",
+                  UnverifiedCheckpointWarning, stacklevel=3)
+
+
+def resolve_checkpoint(*, checkpoint: str | Path | None, url: str | None, sha256: str | None,
+                       cache_dir: str | Path | None = None, filename: str | None = None,
+                       progress: bool = True, timeout: float = 60.0) -> Path:
+    """The checkpoint file to load: ``checkpoint`` (the ``--checkpoint PATH`` override, used as is,
+    for offline use or one's own weights) wins; else the verified download of ``url``."""
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"{path}: --checkpoint file not found"
+                                  + (" (it is a folder; pass the checkpoint file inside it)" if path.is_dir() else ""))
+        return path
+    if url:
+        return fetch_checkpoint(url, sha256, cache_dir=cache_dir, filename=filename, progress=progress, timeout=timeout)
+    raise CheckpointError("no checkpoint given: pass --checkpoint PATH to a local file, "
+                          "or give a download URL (with its sha256) in the method card")

@@ -1,0 +1,253 @@
+"""Checkpoint download: sha256 verified while streaming, verified cache reuse, atomic replacement,
+clean failure on mismatch, network error or interrupt, and the --checkpoint override."""
+import hashlib
+import http.server
+import os
+import threading
+import urllib.request
+import warnings
+
+import pytest
+
+from oodbench.errors import CheckpointError
+from oodbench.models import download
+from oodbench.models.download import (UnverifiedCheckpointWarning, default_cache_dir, fetch_checkpoint,
+                                      resolve_checkpoint, sha256_of)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def source(tmp_path):
+    """Write ``data`` as the published file and return its file:// URL."""
+    folder = tmp_path / "server"
+    folder.mkdir()
+
+    def write(data: bytes, name: str = "model.pth") -> str:
+        path = folder / name
+        path.write_bytes(data)
+        return path.as_uri()
+    return write
+
+
+def cache_files(cache):
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+V1 = os.urandom(3 * 1024 + 17)
+V2 = os.urandom(5 * 1024 + 3)
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(download, "CHUNK_SIZE", 1024)
+
+
+def test_downloads_and_verifies(source, cache):
+    url = source(V1)
+    path = fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    assert path == cache / "model.pth" and path.read_bytes() == V1
+    assert sha256_of(path) == digest(V1)
+    assert cache_files(cache) == ["model.pth", "model.pth.sha256"]
+
+
+def test_progress_bar_and_filename(source, cache):
+    url = source(V1)
+    path = fetch_checkpoint(url, digest(V1).upper(), cache_dir=cache, filename="renamed.pt", progress=True)
+    assert path.name == "renamed.pt" and path.read_bytes() == V1
+
+
+def test_cache_is_reused_without_reading_source_or_rehashing(source, cache, tmp_path, monkeypatch):
+    url = source(V1)
+    first = fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    (tmp_path / "server" / "model.pth").unlink()
+    monkeypatch.setattr(download, "sha256_file", lambda p: pytest.fail("re-hashed an unchanged file"))
+    assert fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False) == first
+    assert sha256_of(first) == digest(V1)
+
+
+def test_sidecar_is_refreshed_when_size_or_mtime_changes(tmp_path):
+    path = tmp_path / "w.pth"
+    path.write_bytes(V1)
+    assert sha256_of(path) == digest(V1)
+    path.write_bytes(V2)
+    assert sha256_of(path) == digest(V2)
+    st = path.stat()
+    path.write_bytes(V2[::-1])  # same size: only the mtime tells
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert sha256_of(path) == digest(V2[::-1])
+
+
+def test_mismatch_raises_with_both_hashes_and_leaves_nothing(source, cache):
+    url = source(V1)
+    wrong = digest(b"something else")
+    with pytest.raises(CheckpointError) as err:
+        fetch_checkpoint(url, wrong, cache_dir=cache, progress=False)
+    msg = str(err.value)
+    assert url in msg and wrong in msg and digest(V1) in msg and "--checkpoint PATH" in msg
+    assert cache_files(cache) == []
+
+
+def test_changed_source_is_never_trusted_without_its_hash(source, cache):
+    """The cache keeps the verified file: the old hash still gets it, a new hash downloads the new
+    file, and a stale hash against a changed source fails rather than accepting the new bytes."""
+    url = source(V1)
+    fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    source(V2)
+    assert fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False).read_bytes() == V1
+    with pytest.warns(UserWarning, match="downloading again"):
+        assert fetch_checkpoint(url, digest(V2), cache_dir=cache, progress=False).read_bytes() == V2
+    (cache / "model.pth").unlink()
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+
+
+def test_cached_file_changed_on_disk_is_downloaded_again(source, cache):
+    url = source(V1)
+    path = fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    path.write_bytes(b"truncated")
+    with pytest.warns(UserWarning, match="downloading again"):
+        assert fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False).read_bytes() == V1
+    path.write_bytes(b"tampered")
+    with pytest.warns(UnverifiedCheckpointWarning):
+        assert fetch_checkpoint(url, None, cache_dir=cache, progress=False).read_bytes() == V1
+
+
+def test_unpublished_hash_downloads_warns_and_records(source, cache, tmp_path):
+    url = source(V1)
+    with pytest.warns(UnverifiedCheckpointWarning, match=digest(V1)):
+        path = fetch_checkpoint(url, None, cache_dir=cache, progress=False)
+    assert path.read_bytes() == V1 and sha256_of(path) == digest(V1)
+    (tmp_path / "server" / "model.pth").unlink()
+    with pytest.warns(UnverifiedCheckpointWarning):
+        assert fetch_checkpoint(url, None, cache_dir=cache, progress=False) == path
+
+
+def test_unpublished_hash_does_not_reuse_a_file_from_another_url(source, cache, tmp_path):
+    with pytest.warns(UnverifiedCheckpointWarning):
+        fetch_checkpoint(source(V1), None, cache_dir=cache, progress=False)
+    other = tmp_path / "mirror" / "model.pth"
+    other.parent.mkdir()
+    other.write_bytes(V2)
+    with pytest.warns(UnverifiedCheckpointWarning):
+        assert fetch_checkpoint(other.as_uri(), None, cache_dir=cache, progress=False).read_bytes() == V2
+
+
+def test_missing_source_names_url(source, cache, tmp_path):
+    url = (tmp_path / "server" / "absent.pth").as_uri()
+    with pytest.raises(CheckpointError) as err:
+        fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    assert url in str(err.value) and "--checkpoint PATH" in str(err.value)
+    assert cache_files(cache) == []
+
+
+def interrupt_after_one_chunk(exc):
+    def chunks(stream, size):
+        yield stream.read(size)
+        raise exc
+    return chunks
+
+
+@pytest.mark.parametrize("exc, raised", [(KeyboardInterrupt(), KeyboardInterrupt),
+                                         (ConnectionResetError("peer reset"), CheckpointError)])
+def test_interrupt_keeps_previous_file_and_leaves_no_part(source, cache, tmp_path, monkeypatch, exc, raised):
+    url = source(V1)
+    fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    source(V2)
+    monkeypatch.setattr(download, "_read_chunks", interrupt_after_one_chunk(exc))
+    with pytest.raises(raised), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fetch_checkpoint(url, digest(V2), cache_dir=cache, progress=False)
+    assert cache_files(cache) == ["model.pth", "model.pth.sha256"]
+    (tmp_path / "server" / "model.pth").unlink()
+    assert fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False).read_bytes() == V1
+
+
+def test_interrupt_of_first_download_leaves_empty_cache(source, cache, monkeypatch):
+    monkeypatch.setattr(download, "_read_chunks", interrupt_after_one_chunk(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        fetch_checkpoint(source(V1), digest(V1), cache_dir=cache, progress=False)
+    assert cache_files(cache) == []
+
+
+def test_timeout_is_a_checkpoint_error(source, cache, monkeypatch):
+    def timeout(*args, **kwargs):
+        raise TimeoutError("timed out")
+    monkeypatch.setattr(urllib.request, "urlopen", timeout)
+    url = source(V1)
+    with pytest.raises(CheckpointError, match="TimeoutError.*--checkpoint PATH"):
+        fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    assert cache_files(cache) == []
+
+
+def test_bad_arguments(source, cache):
+    with pytest.raises(CheckpointError, match="not a sha256"):
+        fetch_checkpoint(source(V1), "abc", cache_dir=cache)
+    with pytest.raises(CheckpointError, match="unsupported URL scheme"):
+        fetch_checkpoint("ftp://example.org/model.pth", digest(V1), cache_dir=cache)
+    with pytest.raises(CheckpointError, match="filename=NAME"):
+        fetch_checkpoint("https://example.org/", digest(V1), cache_dir=cache)
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A local HTTP server: /model.pth is V1, /page.pth is an HTML page, the rest 404."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body, ctype = {"/model.pth": (V1, "application/octet-stream"),
+                           "/page.pth": (b"<html>sign in</html>", "text/html; charset=utf-8")}.get(self.path, (None, ""))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http(http_server, cache):
+    path = fetch_checkpoint(f"{http_server}/model.pth", digest(V1), cache_dir=cache, progress=False)
+    assert path.read_bytes() == V1
+    with pytest.raises(CheckpointError, match=r"/missing\.pth: download failed \(HTTP 404"):
+        fetch_checkpoint(f"{http_server}/missing.pth", digest(V1), cache_dir=cache, progress=False)
+    with pytest.raises(CheckpointError, match="HTML page"):
+        fetch_checkpoint(f"{http_server}/page.pth", None, cache_dir=cache, progress=False)
+    assert cache_files(cache) == ["model.pth", "model.pth.sha256"]
+
+
+def test_resolve_precedence_and_errors(source, cache, tmp_path):
+    local = tmp_path / "mine.pth"
+    local.write_bytes(V2)
+    unreachable = (tmp_path / "nowhere.pth").as_uri()
+    assert resolve_checkpoint(checkpoint=str(local), url=unreachable, sha256=digest(V1), cache_dir=cache) == local
+    assert cache_files(cache) == []
+    with pytest.raises(CheckpointError, match="absent.pth: --checkpoint file not found"):
+        resolve_checkpoint(checkpoint=tmp_path / "absent.pth", url=source(V1), sha256=digest(V1), cache_dir=cache)
+    with pytest.raises(CheckpointError, match="it is a folder"):
+        resolve_checkpoint(checkpoint=tmp_path, url=None, sha256=None)
+    path = resolve_checkpoint(checkpoint=None, url=source(V1), sha256=digest(V1), cache_dir=cache, progress=False)
+    assert path.read_bytes() == V1
+    with pytest.raises(CheckpointError, match="--checkpoint PATH.*URL"):
+        resolve_checkpoint(checkpoint=None, url=None, sha256=None)
+
+
+def test_default_cache_dir_is_under_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("OODBENCH_HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / "checkpoints"
