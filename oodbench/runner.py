@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.base import DATASETS, Dataset, Sample
-from .errors import LabelError, ScoreError
+from .errors import LabelError, OodbenchError, ScoreError
 from .leaderboard.record import make_record, write_record
 from .methods import Method, create_method
 from .metrics.pixel import PixelMetricState
@@ -69,6 +69,17 @@ def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bo
     return state, model_seconds
 
 
+def _create(name: str, seed: int, checkpoint: str | Path | None) -> Method:
+    if checkpoint is None:
+        return create_method(name, seed=seed)
+    try:
+        return create_method(name, seed=seed, checkpoint=checkpoint)
+    except TypeError as exc:
+        if "checkpoint" not in str(exc):
+            raise
+        raise OodbenchError(f"method {name!r} loads no checkpoint, so --checkpoint {checkpoint} does not apply") from exc
+
+
 def _fingerprint_kind(deep: bool) -> str:
     return "content" if deep else "names+sizes"
 
@@ -76,17 +87,21 @@ def _fingerprint_kind(deep: bool) -> str:
 def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
         out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
         dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
-        deep_fingerprint: bool = False) -> tuple[dict, Path | None]:
+        deep_fingerprint: bool = False, checkpoint: str | Path | None = None) -> tuple[dict, Path | None]:
     """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end.
     ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo").
-    ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes."""
+    ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes.
+    ``checkpoint``: a local weights file for a model-based method, instead of its card's download."""
     start = time.perf_counter()
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
     if ds.label_kind != "ood":
         raise ValueError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
                          f"choose an OoD benchmark (`oodbench list datasets`)")
-    m = create_method(method, seed=seed) if isinstance(method, str) else method
+    m = _create(method, seed, checkpoint) if isinstance(method, str) else method
+    bind = getattr(m, "bind", None)
+    if bind is not None:
+        bind(ds)
     method_info = m.setup(progress=progress)
     setup_seconds = time.perf_counter() - start
     stage = m.segment_stage

@@ -370,7 +370,7 @@ def _tree(root: str | Path | None, seed: int, name: str) -> Path:
 
 
 def _named(ds, name: str, split: str):
-    ds.name, ds.split = name, split
+    ds.name, ds.split, ds.domain = name, split, "embedded"
     return ds
 
 

@@ -44,6 +44,9 @@ class Method:
     segment_stage: SegmentStage | None = None
     calibration_split: str | None = None  # set when the stage threshold must be fixed on a validation split
 
+    def bind(self, dataset) -> None:
+        """Called with the dataset before ``setup``; model-based methods pick the model fit for its domain."""
+
     def setup(self, progress: bool = True) -> dict[str, Any]:
         return {}
 

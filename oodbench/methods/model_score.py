@@ -1,34 +1,59 @@
 """Methods made of a segmentation model and a score function over its logits."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import CheckpointError
 from ..scores import SCORES
 from .base import Method, MethodOutput, register_method
+from .cards import card_model, load_method_card
 
 
 class ModelScoreMethod(Method):
-    """A model (loaded or trained by ``loader``) followed by a registered score function."""
+    """A segmentation model followed by a registered score function. Which model depends on the data: the
+    embedded benchmark's own trained ``tiny_deeplab`` stage, or on real road scenes the model and checkpoint
+    named by the method card (``methods/<card>.toml``), e.g. the paper's DeepLabV3+ WideResNet38."""
 
     provides_probs = True
 
-    def __init__(self, name: str, score_name: str, loader: Callable[[bool], tuple[nn.Module, dict]],
-                 model_label: str, device: str | None = None):
+    def __init__(self, name: str, score_name: str, stage: str, card: str, seed: int = 0,
+                 checkpoint: str | Path | None = None, device: str | None = None):
         self.name = name
         self.score_name = score_name
         self.score_fn = SCORES.get(score_name)
-        self._loader = loader
-        self.model_label = model_label
+        self.stage, self.card, self.seed, self.checkpoint = stage, card, seed, checkpoint
+        self.domain = "embedded"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model: nn.Module | None = None
         self.model_info: dict[str, Any] = {}
 
+    def bind(self, dataset) -> None:
+        """Pick the model trained for the evaluated dataset's domain."""
+        self.domain = getattr(dataset, "domain", "real")
+
+    @property
+    def model_label(self) -> str:
+        if self.domain == "embedded":
+            return f"tiny_deeplab/{self.stage}"
+        return card_model(load_method_card(self.card)).name
+
+    def _load(self, progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+        if self.domain == "embedded":
+            if self.checkpoint is not None:
+                raise CheckpointError(f"--checkpoint {self.checkpoint}: the embedded benchmark trains and caches its "
+                                      f"own models; pass --checkpoint only with a real dataset")
+            from ..training.embedded import ensure_model
+
+            return ensure_model(self.stage, seed=self.seed, progress=progress)
+        return load_card_model(self.card, self.checkpoint, progress)
+
     def setup(self, progress: bool = True) -> dict[str, Any]:
-        model, info = self._loader(progress)
+        model, info = self._load(progress)
         self.model = model.to(self.device).eval()
         self.model_info = info
         return {"model": self.model_label, "checkpoint_sha256": info.get("sha256"), "model_info": info}
@@ -47,27 +72,37 @@ class ModelScoreMethod(Method):
     def config(self) -> dict[str, Any]:
         stage = self.segment_stage
         return {"name": self.name, "score": self.score_name, "model": self.model_label,
+                "card": None if self.domain == "embedded" else self.card,
                 "segment_stage": None if stage is None else vars(stage)}
 
 
-def _embedded(stage: str, seed: int = 0) -> Callable[[bool], tuple[nn.Module, dict]]:
-    def load(progress: bool) -> tuple[nn.Module, dict]:
-        from ..training.embedded import ensure_model
+def load_card_model(card: str, checkpoint: str | Path | None, progress: bool) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the card's model and load its checkpoint: ``checkpoint`` (a local file) wins, else the card's URL is
+    fetched into the cache and checked against the published sha256 when there is one."""
+    from ..models.checkpoint import load_into
+    from ..models.download import resolve_checkpoint
+    from ..models.registry import create_model
 
-        return ensure_model(stage, seed=seed, progress=progress)
+    spec = card_model(load_method_card(card))
+    path = resolve_checkpoint(checkpoint=checkpoint, url=spec.checkpoint_url, sha256=spec.checkpoint_sha256,
+                              filename=spec.checkpoint_file, progress=progress)
+    model = create_model(spec.name, num_classes=spec.num_classes)
+    loaded = load_into(model, path)
+    info = {"arch": spec.name, "card": card, "checkpoint_file": Path(path).name, "checkpoint_url": spec.checkpoint_url,
+            "checkpoint_source": spec.source, "sha256": loaded["sha256"], "published_sha256": spec.checkpoint_sha256,
+            "matches_published": None if spec.checkpoint_sha256 is None else loaded["sha256"] == spec.checkpoint_sha256,
+            "local_override": checkpoint is not None}
+    return model.eval(), info
 
-    return load
 
-
-def model_score_method(name: str, score: str, stage: str, seed: int = 0, device: str | None = None,
-                       **_: Any) -> ModelScoreMethod:
-    """``score`` on the embedded benchmark's ``stage`` model."""
-    return ModelScoreMethod(name, score, _embedded(stage, seed), f"tiny_deeplab/{stage}", device)
+def model_score_method(name: str, score: str, stage: str, card: str, seed: int = 0, device: str | None = None,
+                       checkpoint: str | Path | None = None, **_: Any) -> ModelScoreMethod:
+    return ModelScoreMethod(name, score, stage, card, seed=seed, checkpoint=checkpoint, device=device)
 
 
 def baseline_score_method(score: str, **kwargs: Any) -> ModelScoreMethod:
     """Any registered score (a plugin's too) on the closed-set baseline model."""
-    return model_score_method(score, score, "baseline", **kwargs)
+    return model_score_method(score, score, "baseline", "baseline", **kwargs)
 
 
-register_method("entmax", meta=True)(lambda **kw: model_score_method("entmax", "entropy", "entmax", **kw))
+register_method("entmax", meta=True)(lambda **kw: model_score_method("entmax", "entropy", "entmax", "entmax", **kw))

@@ -1,0 +1,121 @@
+"""Method cards: on real data a model-based method runs the card's network with the card's checkpoint, fetched by
+URL and checked against its sha256, or given locally with --checkpoint; the embedded benchmark keeps its own."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+import torch
+
+from oodbench.errors import CheckpointError, OodbenchError
+from oodbench.methods import cards, create_method
+from oodbench.methods.cards import card_model, list_method_cards, load_method_card
+from oodbench.models import create_model
+from oodbench.runner import run
+
+from real_layouts import H, W, write_laf
+
+LAF = {"04_Maurener_Weg_8_000000_000030": [2, 33], "02_Hanns_Klemm_Str_44_000001_000100": [17]}
+
+
+def published_checkpoint(path, arch: str, seed: int = 0):
+    """Weights saved the way the released files are: {"state_dict": {"module.<key>": tensor}, "epoch": 4}."""
+    torch.manual_seed(seed)
+    model = create_model(arch, num_classes=19)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}, "epoch": 4}, path)
+    return model.state_dict(), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def tiny_cards(tmp_path, monkeypatch):
+    """A copy of the shipped cards whose model is tiny_deeplab, served from a file:// URL."""
+    ckpt = tmp_path / "server" / "released.pth"
+    ckpt.parent.mkdir()
+    weights, digest = published_checkpoint(ckpt, "tiny_deeplab")
+    folder = tmp_path / "cards"
+    folder.mkdir()
+    for name in list_method_cards():
+        text = (cards.CARDS_DIR / f"{name}.toml").read_text()
+        text = text.replace('name = "deeplabv3plus_wrn38"', 'name = "tiny_deeplab"')
+        text = text.replace('checkpoint_sha256 = ""', f'checkpoint_sha256 = "{digest}"')
+        url = card_model(load_method_card(name)).checkpoint_url
+        (folder / f"{name}.toml").write_text(text.replace(url, ckpt.as_uri()))
+    monkeypatch.setattr(cards, "CARDS_DIR", folder)
+    monkeypatch.setenv("OODBENCH_HOME", str(tmp_path / "home"))
+    return ckpt, weights, digest
+
+
+@pytest.fixture
+def laf(tmp_path):
+    return write_laf(tmp_path / "lost_and_found", "test", LAF, h=H, w=W)
+
+
+def test_shipped_cards_name_the_paper_configuration():
+    assert {"entmax", "baseline"} <= set(list_method_cards())
+    entmax = load_method_card("entmax")
+    spec = card_model(entmax)
+    assert spec.name == "deeplabv3plus_wrn38" and spec.num_classes == 19
+    assert spec.checkpoint_file == "DeepLabV3+_WideResNet38_epoch_4_alpha_0.9.pth"
+    assert spec.checkpoint_url.startswith("https://") and spec.checkpoint_sha256 is None  # unpublished
+    assert entmax["score"] == create_method("entmax").score_name == "entropy"
+    for name in ("entmax", "baseline"):
+        assert load_method_card(name)["embedded_model"] == create_method(name if name == "entmax" else "msp").model_label
+    with pytest.raises(OodbenchError, match=r"no method card .*nope.toml; cards present: baseline, entmax"):
+        load_method_card("nope")
+
+
+def test_real_dataset_fetches_verifies_and_loads_the_card_checkpoint(tiny_cards, laf, tmp_path):
+    ckpt, weights, digest = tiny_cards
+    record, _ = run("entmax_meta", dataset="lostandfound", data_root=laf, progress=False,
+                    dataset_options={"expected": 2}, out_dir=tmp_path / "records")
+    method = record["method"]
+    assert method["model"] == "tiny_deeplab" and method["card"] == "entmax"
+    info = method["model_info"]
+    assert method["checkpoint_sha256"] == info["sha256"] == digest and info["matches_published"] is True
+    assert info["checkpoint_url"] == ckpt.as_uri() and info["local_override"] is False
+    cached = tmp_path / "home" / "checkpoints" / "DeepLabV3+_WideResNet38_epoch_4_alpha_0.9.pth"
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
+    m = create_method("entmax")
+    m.bind(type("Real", (), {"domain": "real"})())
+    m.setup(progress=False)
+    for k, v in m.model.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+    assert record["metrics"]["segments"]["segment_threshold"] == 0.7
+
+
+def test_a_changed_download_is_refused(tiny_cards, laf):
+    ckpt, _, digest = tiny_cards
+    published_checkpoint(ckpt, "tiny_deeplab", seed=1)
+    with pytest.raises(CheckpointError, match=rf"sha256.*{digest}"):
+        run("entmax", dataset="lostandfound", data_root=laf, progress=False, dataset_options={"expected": 2})
+    assert not list((cards.CARDS_DIR.parent / "home" / "checkpoints").glob("*.pth"))
+
+
+def test_local_checkpoint_wins_and_is_recorded(tiny_cards, laf, tmp_path):
+    ckpt, _, digest = tiny_cards
+    local = tmp_path / "mine.pth"
+    shutil.copy(ckpt, local)
+    record, _ = run("msp", dataset="lostandfound", data_root=laf, progress=False, dataset_options={"expected": 2},
+                    checkpoint=local)
+    info = record["method"]["model_info"]
+    assert info["card"] == "baseline" and info["local_override"] is True and info["sha256"] == digest
+    assert not (tmp_path / "home" / "checkpoints").exists()  # nothing downloaded
+    with pytest.raises(CheckpointError, match=r"gone.pth"):
+        run("msp", dataset="lostandfound", data_root=laf, progress=False, dataset_options={"expected": 2},
+            checkpoint=tmp_path / "gone.pth")
+
+
+def test_checkpoint_is_refused_where_it_cannot_apply(tiny_cards, tmp_path):
+    with pytest.raises(CheckpointError, match=r"embedded benchmark trains and caches its own models"):
+        run("entmax", progress=False, checkpoint=tiny_cards[0])
+
+
+def test_wrn38_card_runs_the_paper_model_on_real_layout(laf, tmp_path):
+    """The shipped card, unmodified, with the released file structure given locally (no download)."""
+    local = tmp_path / "DeepLabV3+_WideResNet38_epoch_4_alpha_0.9.pth"
+    _, digest = published_checkpoint(local, "deeplabv3plus_wrn38")
+    record, _ = run("entmax", dataset="lostandfound", data_root=laf, progress=False, dataset_options={"expected": 2},
+                    checkpoint=local)
+    assert record["method"]["model"] == "deeplabv3plus_wrn38" and record["method"]["checkpoint_sha256"] == digest
+    assert record["metrics"]["pixel"]["num_pos"] > 0
