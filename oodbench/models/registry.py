@@ -1,9 +1,37 @@
-"""The model registry: ``create_model("name", num_classes=19)`` returns an ``nn.Module`` emitting logits."""
+"""The model registry: ``create_model("name", num_classes=19)`` returns an ``nn.Module`` emitting logits.
+
+Besides the registered names, any ``deeplabv3plus_<timm model>`` (e.g. ``deeplabv3plus_resnet18``,
+``deeplabv3plus_convnext_tiny``) resolves to a DeepLabV3+ head on that timm backbone
+(``oodbench.models.timm_deeplab``; needs the ``timm`` extra). Registered names always win, so an
+explicit ``deeplabv3plus_wrn38`` is never sent to timm. The timm names are not enumerated:
+``list_models("deeplabv3plus_*")`` and ``name in MODELS`` cover registered models only, and an
+unknown timm name raises ``UnknownNameError`` with close names from ``timm.list_models()``.
+"""
 from __future__ import annotations
 
+from typing import Any, Callable
+
+from ..errors import UnknownNameError
 from ..registry import Registry
 
-MODELS: Registry = Registry("model", "oodbench.models")
+TIMM_PREFIX = "deeplabv3plus_"
+
+
+class ModelRegistry(Registry):
+    """A Registry whose lookups fall back to the timm DeepLabV3+ factory for unregistered ``deeplabv3plus_*``."""
+
+    def get(self, name: str) -> Callable[..., Any]:
+        try:
+            return super().get(name)
+        except UnknownNameError:
+            if not name.startswith(TIMM_PREFIX):
+                raise
+        from .timm_deeplab import resolve  # lazy: timm is optional and heavy
+
+        return resolve(name, registered=self.names())
+
+
+MODELS: Registry = ModelRegistry("model", "oodbench.models")
 register_model = MODELS.register
 
 
