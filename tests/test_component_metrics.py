@@ -185,3 +185,92 @@ def test_track_presets():
     assert ComponentMetricState.for_track(0.5).min_gt == 100
     with pytest.raises(ValueError, match="unknown track"):
         ComponentMetricState.for_track(0.5, "road")
+
+
+# --- size bins -------------------------------------------------------------------------------------------
+
+def test_size_bins_default_edges_with_objects_at_the_bin_limits():
+    """Objects of 6,999 / 7,000 / 62,999 / 63,000 px on a 1024x2048 frame; two false positives."""
+    label = np.zeros((1024, 2048), np.uint8)
+    score = np.zeros(label.shape, np.float32)
+    label[10:80, 10:110] = 1
+    label[79, 109] = 0                 # A: 6,999 px, small, predicted exactly
+    score[10:80, 10:110] = label[10:80, 10:110]
+    label[10:80, 200:300] = 1          # B: 7,000 px, medium, missed
+    label[200:410, 10:310] = 1
+    label[409, 309] = 0                # C: 62,999 px, medium, top half predicted: sIoU 31,500 / 62,999
+    score[200:305, 10:310] = 1
+    label[200:410, 400:700] = 1        # D: 63,000 px, large, predicted exactly
+    score[200:410, 400:700] = 1
+    score[10:30, 400:430] = 1          # false positive of 600 px: small
+    score[500:750, 10:310] = 1         # false positive of 75,000 px: large
+    state = ComponentMetricState.for_track(0.5)
+    state.update(label, score)
+    r = state.compute()
+    sb = r["size_bins"]
+    assert sb["edges"] == [7000, 63000] and sb["names"] == ["small", "medium", "large"]
+    small, medium, large = (sb["bins"][k] for k in ("small", "medium", "large"))
+    assert (small["min_area"], small["max_area"], large["min_area"], large["max_area"]) == (0, 7000, 63000, None)
+    assert small["num_gt_components"] == 1 and small["siou"] == 1.0
+    assert small["tp"] == [1] * 11 and small["fn"] == [0] * 11
+    assert small["num_pred_components"] == 2 and small["ppv"] == 0.5 and small["fp"] == [1] * 11
+    assert small["f1_mean"] == pytest.approx(2 / 3)
+    assert medium["num_gt_components"] == 2 and medium["siou"] == pytest.approx(31500 / 62999 / 2)
+    assert medium["tp"] == [1] * 6 + [0] * 5 and medium["fn"] == [1] * 6 + [2] * 5
+    assert medium["num_pred_components"] == 1 and medium["ppv"] == 1.0 and medium["fp"] == [0] * 11
+    assert list(medium["f1"].values()) == pytest.approx([2 / 3] * 6 + [0.0] * 5)
+    assert medium["f1_mean"] == pytest.approx(4 / 11)
+    assert large["num_gt_components"] == 1 and large["tp"] == [1] * 11
+    assert large["num_pred_components"] == 2 and large["fp"] == [1] * 11 and large["f1_mean"] == pytest.approx(2 / 3)
+    for key in ("tp", "fn", "fp"):  # the bins partition the totals
+        assert [sum(v) for v in zip(small[key], medium[key], large[key])] == r[key]
+
+
+def test_predicted_area_counts_only_the_region_of_interest():
+    label = np.zeros((20, 20), np.uint8)
+    label[5:7, 5:7] = 1                # 4 px object < min_gt: voided, its pixels leave the ROI
+    score = np.zeros(label.shape, np.float32)
+    score[2:12, 2:12] = 1              # 100 px prediction, 96 px of it in the ROI
+    state = ComponentMetricState(0.5, 0, 5, size_edges=(97,))
+    state.update(label, score)
+    bins = state.compute()["size_bins"]["bins"]
+    assert list(bins) == ["bin0", "bin1"]
+    assert bins["bin0"]["num_pred_components"] == 1 and bins["bin0"]["ppv"] == 0.0
+    assert bins["bin1"]["num_pred_components"] == 0 and np.isnan(bins["bin1"]["ppv"])
+    assert np.isnan(bins["bin0"]["f1_mean"])  # no gt component in the bin: F1 undefined, not 0
+
+
+def test_size_bin_parameters_are_checked_and_carried():
+    with pytest.raises(ValueError, match="increasing"):
+        ComponentMetricState(0.5, size_edges=(100, 100))
+    with pytest.raises(ValueError, match="names"):
+        ComponentMetricState(0.5, size_edges=(100,), size_names=("a", "b", "c"))
+    state = ComponentMetricState.for_track(0.5, "obstacle", size_edges=(10, 20, 30), size_names=("a", "b", "c", "d"))
+    assert state.min_pred == 50 and state.compute()["size_bins"]["names"] == ["a", "b", "c", "d"]
+    with pytest.raises(ValueError, match="size bins"):
+        ComponentMetricState(0.5).merge(ComponentMetricState(0.5, size_edges=(10, 20)))
+
+
+def test_size_bins_merge_equals_single_pass():
+    rng = np.random.default_rng(1)
+    frames = [(ndimage.binary_dilation(rng.random((40, 40)) < 0.02, iterations=rng.integers(1, 4)).astype(np.uint8),
+               rng.random((40, 40)).astype(np.float32)) for _ in range(4)]
+    whole, a, b = (ComponentMetricState(0.6, 0, 0, size_edges=(10, 40)) for _ in range(3))
+    for k, (label, score) in enumerate(frames):
+        whole.update(label, score)
+        (a if k < 2 else b).update(label, score)
+    merged, single = a.merge(b).compute()["size_bins"], whole.compute()["size_bins"]
+    for name in single["names"]:
+        m, s = merged["bins"][name], single["bins"][name]
+        for key in ("num_gt_components", "num_pred_components", "tp", "fn", "fp"):
+            assert m[key] == s[key]
+        assert m["siou"] == pytest.approx(s["siou"], nan_ok=True) and m["ppv"] == pytest.approx(s["ppv"], nan_ok=True)
+    assert sum(single["bins"][n]["num_gt_components"] for n in single["names"]) > 3
+
+
+def test_update_returns_the_frame_sums():
+    label = square(20, 20, 5, 10, 5, 10)
+    state = ComponentMetricState(0.5, 0, 0)
+    frame = state.update(label, label.astype(np.float32))
+    assert frame.setting == (0.5, 0, 0) and frame.num_gt == 1 and frame.num_pred == 1
+    assert frame.tp.tolist() == [1] * 11 and frame.vector().shape == (5 + 3 * 11,)

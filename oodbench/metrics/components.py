@@ -4,7 +4,8 @@ Semantics follow the official ``SegEval``: predicted components are 8-connected 
 ``score > threshold`` outside ignore, those under ``min_pred`` pixels dropped; ground-truth
 components are 8-connected OoD regions, those under ``min_gt`` pixels turned into ignore, and
 every statistic counts only pixels left in the region of interest. Per-component sums come from
-one count over (ground-truth id, predicted id) pairs instead of one full-image mask per component."""
+one count over (ground-truth id, predicted id) pairs instead of one full-image mask per component.
+The same counts are broken down by object size (``size_bins``, see ``oodbench.metrics.size_bins``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from ..segments.components import label_components
+from .size_bins import DEFAULT_SIZE_EDGES, SizeBinState
 
 TAUS = np.linspace(0.25, 0.75, 11)  # the official grid; its 7th value is 0.6000000000000001
 TRACKS = {"anomaly": (500, 100), "obstacle": (50, 10)}  # (min_pred, min_gt)
@@ -37,8 +39,9 @@ def instances(label: np.ndarray, score: np.ndarray, threshold: float, min_pred: 
     return gt[roi].astype(np.int64), pred[roi].astype(np.int64)
 
 
-def component_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sIoU per gt component, sIoU and PPV per predicted component, from flat ROI id arrays."""
+def component_stats(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(sIoU per gt component, sIoU and PPV per predicted component, gt areas, predicted areas) from
+    flat ROI id arrays, components in id order; an area is the component's pixel count in the ROI."""
     ng, npred = int(gt.max(initial=0)) + 1, int(pred.max(initial=0)) + 1
     size_g = np.bincount(gt, minlength=ng)
     size_p = np.bincount(pred, minlength=npred)
@@ -59,12 +62,38 @@ def component_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.n
     siou_gt = inter_g[gt_ids] / (p_union[gt_ids] + size_g[gt_ids] - inter_g[gt_ids] - adjust_g[gt_ids])
     siou_pred = on_gt_p[pred_ids] / (g_union[pred_ids] + size_p[pred_ids] - on_gt_p[pred_ids] - adjust_p[pred_ids])
     ppv = on_gt_p[pred_ids] / size_p[pred_ids]
-    return siou_gt, siou_pred, ppv
+    return siou_gt, siou_pred, ppv, size_g[gt_ids], size_p[pred_ids]
+
+
+def component_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sIoU per gt component, sIoU and PPV per predicted component, from flat ROI id arrays."""
+    return component_stats(gt, pred)[:3]
+
+
+@dataclass(frozen=True)
+class FrameComponents:
+    """One image's component sums: what ``ComponentMetricState.update`` adds, and what a bootstrap over
+    images resamples (``vector`` lays them out as n_gt, n_pred, sIoU/sIoU_pred/PPV sums, TP, FN, FP)."""
+
+    setting: tuple[float, int, int]  # (threshold, min_pred, min_gt)
+    num_gt: int
+    num_pred: int
+    siou_gt: float
+    siou_pred: float
+    ppv: float
+    tp: np.ndarray
+    fn: np.ndarray
+    fp: np.ndarray
+
+    def vector(self) -> np.ndarray:
+        head = [self.num_gt, self.num_pred, self.siou_gt, self.siou_pred, self.ppv]
+        return np.concatenate([np.array(head, np.float64), self.tp, self.fn, self.fp]).astype(np.float64)
 
 
 @dataclass
 class ComponentMetricState:
-    """Sums over images: sIoU and PPV totals and per-tau TP/FN/FP; ``merge`` adds two states."""
+    """Sums over images: sIoU and PPV totals and per-tau TP/FN/FP, also per object-size bin
+    (``size_edges`` in pixels, see ``oodbench.metrics.size_bins``); ``merge`` adds two states."""
 
     threshold: float
     min_pred: int = TRACKS["anomaly"][0]
@@ -74,28 +103,47 @@ class ComponentMetricState:
     tp: np.ndarray = field(default_factory=lambda: np.zeros(TAUS.size, np.int64))
     fn: np.ndarray = field(default_factory=lambda: np.zeros(TAUS.size, np.int64))
     fp: np.ndarray = field(default_factory=lambda: np.zeros(TAUS.size, np.int64))
+    size_edges: tuple[int, ...] = DEFAULT_SIZE_EDGES
+    size_names: tuple[str, ...] | None = None  # default: small, medium, large for two edges
+    size_bins: SizeBinState = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.size_bins = SizeBinState(TAUS, self.size_edges, self.size_names)
+        self.size_edges, self.size_names = self.size_bins.edges, self.size_bins.names
 
     @classmethod
-    def for_track(cls, threshold: float, track: str = "anomaly") -> "ComponentMetricState":
+    def for_track(cls, threshold: float, track: str = "anomaly", **size_bins: Any) -> "ComponentMetricState":
+        """Preset size filters of a SegmentMeIfYouCan track; ``size_edges``/``size_names`` pass through."""
         if track not in TRACKS:
             raise ValueError(f"unknown track {track!r}; choose one of {sorted(TRACKS)} or give min_pred/min_gt")
-        return cls(threshold, *TRACKS[track])
+        return cls(threshold, *TRACKS[track], **size_bins)
 
-    def update(self, label: np.ndarray, score: np.ndarray) -> None:
-        siou_gt, siou_pred, ppv = component_scores(*instances(np.asarray(label), np.asarray(score),
-                                                              self.threshold, self.min_pred, self.min_gt))
-        self.sums["siou_gt"] += float(siou_gt.sum())
-        self.sums["siou_pred"] += float(siou_pred.sum())
-        self.sums["ppv"] += float(ppv.sum())
-        self.counts["gt"] += siou_gt.size
-        self.counts["pred"] += ppv.size
-        self.tp += (siou_gt[None, :] >= TAUS[:, None]).sum(1)
-        self.fn += (siou_gt[None, :] < TAUS[:, None]).sum(1)
-        self.fp += (ppv[None, :] < TAUS[:, None]).sum(1)
+    @property
+    def setting(self) -> tuple[float, int, int]:
+        return float(self.threshold), int(self.min_pred), int(self.min_gt)
+
+    def update(self, label: np.ndarray, score: np.ndarray) -> FrameComponents:
+        """Add one image; return its own sums (e.g. for ``oodbench.metrics.bootstrap``)."""
+        siou_gt, siou_pred, ppv, gt_area, pred_area = component_stats(
+            *instances(np.asarray(label), np.asarray(score), self.threshold, self.min_pred, self.min_gt))
+        tp = (siou_gt[None, :] >= TAUS[:, None]).sum(1)
+        frame = FrameComponents(self.setting, siou_gt.size, ppv.size, float(siou_gt.sum()), float(siou_pred.sum()),
+                                float(ppv.sum()), tp, siou_gt.size - tp, (ppv[None, :] < TAUS[:, None]).sum(1))
+        self.sums["siou_gt"] += frame.siou_gt
+        self.sums["siou_pred"] += frame.siou_pred
+        self.sums["ppv"] += frame.ppv
+        self.counts["gt"] += frame.num_gt
+        self.counts["pred"] += frame.num_pred
+        self.tp += frame.tp
+        self.fn += frame.fn
+        self.fp += frame.fp
+        self.size_bins.update(gt_area, siou_gt, pred_area, ppv)
+        return frame
 
     def merge(self, other: "ComponentMetricState") -> "ComponentMetricState":
-        if (self.threshold, self.min_pred, self.min_gt) != (other.threshold, other.min_pred, other.min_gt):
+        if self.setting != other.setting:
             raise ValueError("cannot merge component states with different threshold or size filters")
+        self.size_bins.merge(other.size_bins)
         for k in self.sums:
             self.sums[k] += other.sums[k]
         for k in self.counts:
@@ -106,7 +154,8 @@ class ComponentMetricState:
         return self
 
     def compute(self) -> dict[str, Any]:
-        """Mean sIoU (gt), mean PPV, F1 per tau and mean F1; NaN where nothing was counted."""
+        """Mean sIoU (gt), mean PPV, F1 per tau and mean F1 (NaN where nothing was counted); the same per
+        size bin under ``size_bins``, with the bin edges and the binning rule."""
         denom = 2 * self.tp + self.fn + self.fp
         f1 = np.divide(2 * self.tp, denom, out=np.full(TAUS.size, np.nan), where=denom > 0)
         ng, npred = self.counts["gt"], self.counts["pred"]
@@ -119,4 +168,5 @@ class ComponentMetricState:
             "tp": self.tp.tolist(), "fn": self.fn.tolist(), "fp": self.fp.tolist(),
             "num_gt_components": ng, "num_pred_components": npred,
             "threshold": float(self.threshold), "min_pred": self.min_pred, "min_gt": self.min_gt,
+            "size_bins": self.size_bins.compute(),
         }
