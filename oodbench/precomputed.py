@@ -55,7 +55,7 @@ class PrecomputedScores(Method):
         self.smiyc = tuple(smiyc) if smiyc else None
         self._dtypes: set[str] = set()
         self._formats: set[str] = set()
-        self._resized = 0
+        self._resized: set[str] = set()  # ids, so a second pass over the split does not count twice
 
     def setup(self, progress: bool = True) -> dict[str, Any]:
         if not self.scores_dir.is_dir():
@@ -115,7 +115,7 @@ class PrecomputedScores(Method):
                 raise ScoreError(f"{path}: score map of sample {sample.id!r} has shape {score.shape}, its label map "
                                  f"{target}; pass --resize (resize=True) to resize scores bilinearly to the labels")
             score = resize_bilinear(score, target)
-            self._resized += 1
+            self._resized.add(sample.id)
         return score
 
     def predict_samples(self, samples: "list[Sample]") -> MethodOutput:
@@ -126,4 +126,4 @@ class PrecomputedScores(Method):
                 "score_dtype": "/".join(sorted(self._dtypes)) or None,
                 "score_format": "/".join(sorted(self._formats)) or None,
                 "smiyc_layout": list(self.smiyc) if self.smiyc else None,
-                "resize": "bilinear" if self.resize else None, "resized_maps": self._resized}
+                "resize": "bilinear" if self.resize else None, "resized_maps": len(self._resized)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import resource
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -12,9 +12,11 @@ from tqdm.auto import tqdm
 from .data.base import DATASETS, Dataset, Sample
 from .errors import LabelError, OodbenchError, ScoreError
 from .leaderboard.record import make_record, write_record
-from .methods import Method, create_method
+from .methods import Method, MethodOutput, create_method
+from .metrics.components import ComponentMetricState
 from .metrics.pixel import PixelMetricState
 from .segments.collector import SegmentCollector
+from .thresholds import ThresholdPolicy
 
 
 def _size(sample: Sample) -> tuple[int, ...]:
@@ -48,9 +50,13 @@ def check_scores(method: Method, sample: Sample, score: np.ndarray) -> np.ndarra
     return score.astype(np.float32, copy=False)
 
 
-def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bool, desc: str,
-                 collector: SegmentCollector | None = None, threshold: float | None = None) -> tuple[PixelMetricState, float]:
-    state = PixelMetricState()
+Consumer = Callable[[Sample, np.ndarray, MethodOutput, int], None]
+
+
+def score_pass(method: Method, dataset: Dataset, batch_size: int, progress: bool, desc: str,
+               consumers: list[Consumer]) -> float:
+    """Score every sample once and hand (sample, checked score map, batch output, index) to each consumer;
+    return the seconds spent in the method."""
     model_seconds = 0.0
     with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress) as bar:
         for batch in batches(dataset, batch_size):
@@ -60,13 +66,22 @@ def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bo
             for k, sample in enumerate(batch):
                 score = check_scores(method, sample, np.asarray(out.scores[k]))
                 try:
-                    state.update(sample.label, score)
+                    for consume in consumers:
+                        consume(sample, score, out, k)
                 except LabelError as exc:
                     raise LabelError(f"{dataset.name}/{dataset.split} sample {sample.id!r}: {exc}") from exc
-                if collector is not None:
-                    collector.update(sample.id, out.probs[k], sample.label, threshold=threshold, score=score)
             bar.update(len(batch))
-    return state, model_seconds
+    return model_seconds
+
+
+def _updating(state) -> Consumer:
+    return lambda sample, score, out, k: state.update(sample.label, score)
+
+
+def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bool, desc: str) -> PixelMetricState:
+    state = PixelMetricState()
+    score_pass(method, dataset, batch_size, progress, desc, [_updating(state)])
+    return state
 
 
 def _create(name: str, seed: int, checkpoint: str | Path | None) -> Method:
@@ -84,44 +99,82 @@ def _fingerprint_kind(deep: bool) -> str:
     return "content" if deep else "names+sizes"
 
 
+def _split_info(ds: Dataset, deep: bool) -> dict[str, Any]:
+    return {"split": ds.split, "num_images": len(ds), "fingerprint": ds.fingerprint(deep=deep),
+            "fingerprint_kind": _fingerprint_kind(deep)}
+
+
 def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
         out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
         dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
-        deep_fingerprint: bool = False, checkpoint: str | Path | None = None) -> tuple[dict, Path | None]:
+        deep_fingerprint: bool = False, checkpoint: str | Path | None = None,
+        components: bool = True, threshold: str | float = "oracle", track: str | None = None) -> tuple[dict, Path | None]:
     """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end.
     ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo").
     ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes.
-    ``checkpoint``: a local weights file for a model-based method, instead of its card's download."""
+    ``checkpoint``: a local weights file for a model-based method, instead of its card's download.
+    ``components``: add SegmentMeIfYouCan component metrics at the threshold ``threshold`` chooses (see
+    ``ThresholdPolicy.parse``), with the size filters of ``track`` (default: the dataset's)."""
     start = time.perf_counter()
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
     if ds.label_kind != "ood":
         raise ValueError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
                          f"choose an OoD benchmark (`oodbench list datasets`)")
+    policy = ThresholdPolicy.parse(threshold) if components else None
     m = _create(method, seed, checkpoint) if isinstance(method, str) else method
     bind = getattr(m, "bind", None)
     if bind is not None:
         bind(ds)
     method_info = m.setup(progress=progress)
     setup_seconds = time.perf_counter() - start
+
+    def other_split(name: str) -> Dataset:
+        return DATASETS.create(dataset, root=data_root, split=name, **opts)
+
     stage = m.segment_stage
-    threshold, calibration = None, None
+    seg_threshold, calibration = None, None
     if stage is not None:
-        threshold = stage.threshold
-        if threshold is None:
-            val = DATASETS.create(dataset, root=data_root, split=m.calibration_split, **opts)
-            val_state, _ = _pixel_state(m, val, batch_size, progress, f"calibrating on {m.calibration_split}")
-            threshold = val_state.threshold_at_tpr(stage.calibrate_tpr)
-            calibration = {"split": m.calibration_split, "target_tpr": stage.calibrate_tpr,
-                           "num_images": len(val), "fingerprint": val.fingerprint(deep=deep_fingerprint),
-                           "fingerprint_kind": _fingerprint_kind(deep_fingerprint)}
+        seg_threshold = stage.threshold
+        if seg_threshold is None:
+            val = other_split(m.calibration_split)
+            seg_threshold = _pixel_state(m, val, batch_size, progress, f"calibrating on {val.split}").threshold_at_tpr(
+                stage.calibrate_tpr)
+            calibration = {"target_tpr": stage.calibrate_tpr, **_split_info(val, deep_fingerprint)}
+    comp_threshold, comp_extra = None, {}
+    if policy is not None and policy.kind != "oracle":
+        val_state = None
+        if policy.kind == "validation":
+            val = other_split(policy.split)
+            val_state = _pixel_state(m, val, batch_size, progress, f"component threshold on {val.split}")
+            comp_extra = {"validation": _split_info(val, deep_fingerprint)}
+        comp_threshold = policy.choose(val_state)
+
+    state = PixelMetricState()
+    consumers: list[Consumer] = [_updating(state)]
     collector = SegmentCollector() if stage is not None else None
-    state, model_seconds = _pixel_state(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", collector, threshold)
+    if collector is not None:
+        consumers.append(lambda sample, score, out, k: collector.update(sample.id, out.probs[k], sample.label,
+                                                                        threshold=seg_threshold, score=score))
+    track = track or ds.component_track
+    comp_state = ComponentMetricState.for_track(comp_threshold, track) if comp_threshold is not None else None
+    if comp_state is not None:
+        consumers.append(_updating(comp_state))
+    model_seconds = score_pass(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", consumers)
     metrics: dict[str, Any] = {"pixel": state.compute()}
+    if policy is not None and policy.kind == "oracle":
+        comp_threshold, best_f1 = policy.choose(state), state.threshold_at_best_f1()[1]
+        comp_extra = {"pixel_f1": best_f1}
+        comp_state = ComponentMetricState.for_track(comp_threshold, track)
+        model_seconds += score_pass(m, ds, batch_size, progress, "components at the oracle threshold",
+                                    [_updating(comp_state)])
+    if comp_state is not None:
+        metrics["components"] = {**comp_state.compute(), "track": track,
+                                 "threshold_choice": policy.describe(comp_threshold, **comp_extra)}
     if collector is not None:
         seg = collector.compute(protocol=meta_protocol or stage.protocol, n_splits=stage.n_splits, seed=seed)
-        seg.update({"segment_threshold": float(threshold), "threshold_source": "calibrated" if calibration else "fixed",
-                    "calibration": calibration})
+        seg.update({"segment_threshold": float(seg_threshold),
+                    "threshold_source": "calibrated" if calibration else "fixed", "calibration": calibration})
         metrics["segments"] = seg
     described = ds.describe()
     if deep_fingerprint:

@@ -36,6 +36,7 @@ class Dataset(Sequence[Sample]):
     name: str = "dataset"
     label_kind: str = "ood"  # "ood" (0/1/255) or "train_ids"
     domain: str = "real"  # "real" road scenes (Cityscapes-trained models) or "embedded" (the synthetic benchmark)
+    component_track: str = "anomaly"  # SegmentMeIfYouCan size-filter preset for component metrics
 
     def __init__(self, root: str | Path, split: str):
         self.root = Path(root)

@@ -40,6 +40,7 @@ class LostAndFoundDataset(Dataset):
     2..43 objects). ``mapping``: ``smiyc`` (every object OoD) or ``metaood`` (random non-hazards ignored)."""
 
     name = "lostandfound"
+    component_track = "obstacle"  # SegmentMeIfYouCan evaluates LostAndFound in its obstacle track
     label_kind = "ood"
     SPLITS = ("train", "test", "testValid", "testNoKnown")
 

@@ -62,6 +62,7 @@ class SmiycDataset(Dataset):
                  expected: int | bool | None = None):
         track = TRACKS[name]
         self.name = name
+        self.component_track = "obstacle" if name == "smiyc_roadobstacle21" else "anomaly"
         root = default_root("smiyc", root)
         super().__init__(root, split)
         check_split(split, self.SPLITS, name)

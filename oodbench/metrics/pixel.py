@@ -170,7 +170,20 @@ class PixelMetricState:
         tp = np.cumsum(pos)
         if not tp.size or tp[-1] == 0:
             return float("nan")
-        b = int(bins[_first_reaching(tp, int(tp[-1]), tpr)])
+        return self._lower_edge(int(bins[_first_reaching(tp, int(tp[-1]), tpr)]))
+
+    def threshold_at_best_f1(self) -> tuple[float, float]:
+        """(t, F1): the lower edge of the bin where pixel F1 of ``score >= t`` is largest (the first such bin
+        scanning down), and that F1. (NaN, NaN) without positives."""
+        bins, pos, neg = self._descending()
+        tp, fp = np.cumsum(pos), np.cumsum(neg)
+        if not tp.size or tp[-1] == 0:
+            return float("nan"), float("nan")
+        f1 = 2 * tp / (tp + fp + tp[-1])
+        best = int(np.argmax(f1))
+        return self._lower_edge(int(bins[best])), float(f1[best])
+
+    def _lower_edge(self, b: int) -> float:
         if b == (0x80000000 >> self._shift):  # folded with -0.0's bin: its lower edge is below zero
             b -= 1
         return _float_of_key(b << self._shift)

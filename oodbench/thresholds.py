@@ -1,0 +1,65 @@
+"""How a score threshold for component metrics is chosen, and the record of that choice.
+
+Component metrics need a binary prediction. The official SegmentMeIfYouCan leaderboard takes each split's own
+best pixel-F1 threshold (an oracle that sees the test labels); a threshold given up front or fixed on a
+validation split is the honest alternative. Every record says which was used."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import OodbenchError
+from .metrics.pixel import PixelMetricState
+
+RULES = ("best_f1", "tpr95")
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    """``given`` (a value), ``validation`` (``rule`` applied on ``split``) or ``oracle`` (best F1 on the
+    evaluated split itself)."""
+
+    kind: str
+    value: float | None = None
+    split: str | None = None
+    rule: str = "best_f1"
+
+    @classmethod
+    def parse(cls, text: str | float) -> "ThresholdPolicy":
+        """``0.5`` | ``oracle`` | ``SPLIT`` or ``SPLIT:RULE`` (rule ``best_f1`` or ``tpr95``), e.g. ``val:tpr95``."""
+        if isinstance(text, (int, float)):
+            return cls("given", value=float(text))
+        try:
+            return cls("given", value=float(text))
+        except ValueError:
+            pass
+        if text == "oracle":
+            return cls("oracle")
+        split, _, rule = text.partition(":")
+        rule = rule or "best_f1"
+        if not split or rule not in RULES:
+            raise OodbenchError(f"threshold {text!r}: write a number (0.5), 'oracle', or SPLIT[:RULE] with RULE one of "
+                                f"{', '.join(RULES)}, e.g. val:best_f1")
+        return cls("validation", split=split, rule=rule)
+
+    def choose(self, state: PixelMetricState | None) -> float:
+        """The threshold from ``state``: the validation split's (``validation``) or the evaluated split's
+        (``oracle``) pooled pixel state; ``given`` needs none."""
+        if self.kind == "given":
+            return float(self.value)
+        if state is None:
+            raise ValueError(f"threshold policy {self.kind!r} needs a pixel state")
+        if self.rule == "tpr95" and self.kind == "validation":
+            return state.threshold_at_tpr(0.95)
+        return state.threshold_at_best_f1()[0]
+
+    def describe(self, threshold: float, **extra: Any) -> dict[str, Any]:
+        """What goes into the record next to the component metrics."""
+        text = {
+            "given": "given before evaluation",
+            "validation": f"fixed on split {self.split!r} by rule {self.rule}",
+            "oracle": "best pixel-F1 threshold of the evaluated split itself (oracle: it sees the test labels; "
+                      "what the SegmentMeIfYouCan leaderboard uses)",
+        }[self.kind]
+        return {"threshold": float(threshold), "source": self.kind, "rule": None if self.kind == "given" else self.rule,
+                "split": self.split, "description": text, **extra}

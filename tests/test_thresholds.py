@@ -1,0 +1,119 @@
+"""Threshold choice for component metrics: given, fixed on a validation split, or the split's own best pixel F1
+(oracle); every record says which, and the component metrics follow from it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import precision_recall_curve
+
+from oodbench.errors import OodbenchError
+from oodbench.methods import Method, MethodOutput
+from oodbench.metrics.pixel import PixelMetricState
+from oodbench.runner import run
+from oodbench.thresholds import ThresholdPolicy
+
+from layout_files import write_png
+
+H, W = 64, 128
+
+
+class Red(Method):
+    name = "red"
+
+    def predict(self, images):
+        return MethodOutput(images[..., 0].astype(np.float32) / 255)
+
+
+def test_parse():
+    assert ThresholdPolicy.parse("0.5") == ThresholdPolicy("given", value=0.5)
+    assert ThresholdPolicy.parse(0.25).value == 0.25
+    assert ThresholdPolicy.parse("oracle").kind == "oracle"
+    assert ThresholdPolicy.parse("val") == ThresholdPolicy("validation", split="val", rule="best_f1")
+    assert ThresholdPolicy.parse("validation:tpr95") == ThresholdPolicy("validation", split="validation", rule="tpr95")
+    with pytest.raises(OodbenchError, match=r"threshold 'val:f2'.*best_f1, tpr95"):
+        ThresholdPolicy.parse("val:f2")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_f1_threshold_matches_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(5000) < 0.1).astype(np.uint8)
+    scores = (rng.normal(size=5000) + 1.5 * labels).astype(np.float16).astype(np.float32)  # ties
+    labels[rng.random(5000) < 0.05] = 255
+    state = PixelMetricState()
+    state.update(labels, scores)
+    t, f1 = state.threshold_at_best_f1()
+    keep = labels != 255
+    precision, recall, thresholds = precision_recall_curve(labels[keep], scores[keep])
+    with np.errstate(invalid="ignore"):
+        f1s = np.nan_to_num(2 * precision * recall / (precision + recall))[:-1]
+    assert f1 == pytest.approx(f1s.max(), abs=1e-12)
+    pred, y = scores[keep] >= t, labels[keep] == 1
+    assert 2 * (pred & y).sum() / (pred.sum() + y.sum()) == pytest.approx(f1, abs=1e-12)
+    assert PixelMetricState().threshold_at_best_f1() != PixelMetricState().threshold_at_best_f1()  # (nan, nan)
+
+
+@pytest.fixture
+def scenes(tmp_path):
+    """Two 10x10 objects (red 230) and one 10x10 false blob (red 200) on background 25, per frame."""
+    root = tmp_path / "mine"
+    for i in range(3):
+        image = np.full((H, W, 3), 25, np.uint8)
+        label = np.zeros((H, W), np.uint8)
+        for y, x in ((5, 5), (30, 60)):
+            image[y:y + 10, x + i:x + i + 10, 0] = 230
+            label[y:y + 10, x + i:x + i + 10] = 1
+        image[40:50, 100:110, 0] = 200
+        label[:2] = 255
+        write_png(root / "images" / f"f{i}.png", image)
+        write_png(root / "labels" / f"f{i}.png", label)
+    return root
+
+
+def _components(root, threshold, track=None):
+    record, _ = run(Red(), dataset="folder", data_root=root, progress=False, threshold=threshold, track=track)
+    return record["metrics"]["components"]
+
+
+def test_oracle_threshold_separates_objects(scenes):
+    comp = _components(scenes, "oracle", track="obstacle")
+    choice = comp["threshold_choice"]
+    assert choice["source"] == "oracle" and "oracle" in choice["description"] and choice["pixel_f1"] == 1.0
+    assert 200 / 255 < choice["threshold"] <= 230 / 255
+    assert comp["tp"] == [6] * 11 and comp["fn"] == [0] * 11 and comp["fp"] == [0] * 11
+    assert comp["siou"] == 1.0 and comp["ppv"] == 1.0 and comp["f1_mean"] == 1.0
+    assert comp["track"] == "obstacle" and (comp["min_pred"], comp["min_gt"]) == (50, 10)
+
+
+def test_given_threshold_counts_the_false_blob(scenes):
+    comp = _components(scenes, 0.7)
+    assert comp["threshold_choice"] == {"threshold": 0.7, "source": "given", "rule": None, "split": None,
+                                        "description": "given before evaluation"}
+    # the folder dataset's default anomaly track drops predictions under 500 px: every 100-px object is missed
+    assert comp["track"] == "anomaly" and comp["num_gt_components"] == 6 and comp["num_pred_components"] == 0
+    assert comp["fn"] == [6] * 11 and comp["f1_mean"] == 0.0
+
+
+def test_given_threshold_with_obstacle_track(scenes):
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, threshold=0.7, track="obstacle")
+    comp = record["metrics"]["components"]
+    assert comp["tp"] == [6] * 11 and comp["fp"] == [3] * 11 and comp["fn"] == [0] * 11
+    assert comp["f1_mean"] == pytest.approx(2 * 6 / (2 * 6 + 3))
+    assert comp["ppv"] == pytest.approx(6 / 9) and comp["siou"] == 1.0
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, threshold=0.95, track="obstacle")
+    comp = record["metrics"]["components"]
+    assert comp["tp"] == [0] * 11 and comp["fn"] == [6] * 11 and comp["f1_mean"] == 0.0 and comp["siou"] == 0.0
+
+
+def test_validation_threshold_is_recorded_with_its_split(scenes):
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, threshold="calib:best_f1",
+                    track="obstacle")
+    choice = record["metrics"]["components"]["threshold_choice"]
+    assert choice["source"] == "validation" and choice["split"] == "calib" and choice["rule"] == "best_f1"
+    assert choice["validation"]["num_images"] == 3 and len(choice["validation"]["fingerprint"]) == 64
+    assert 200 / 255 < choice["threshold"] <= 230 / 255
+
+
+def test_components_can_be_switched_off(scenes):
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, components=False)
+    assert "components" not in record["metrics"]
