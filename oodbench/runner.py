@@ -13,6 +13,7 @@ from .data.base import DATASETS, Dataset, Sample
 from .errors import LabelError, OodbenchError, ScoreError
 from .leaderboard.record import make_record, write_record
 from .methods import Method, MethodOutput, create_method
+from .metrics.bootstrap import BootstrapCollector
 from .metrics.components import ComponentMetricState
 from .metrics.pixel import PixelMetricState
 from .segments.collector import SegmentCollector
@@ -78,6 +79,15 @@ def _updating(state) -> Consumer:
     return lambda sample, score, out, k: state.update(sample.label, score)
 
 
+def _component_updates(comp_state: ComponentMetricState, boot: BootstrapCollector | None) -> Consumer:
+    """Component sums per image, also handed to the bootstrap collector so it can resample them."""
+    def consume(sample: Sample, score: np.ndarray, out: MethodOutput, k: int) -> None:
+        frame = comp_state.update(sample.label, score)
+        if boot is not None:
+            boot.update(sample.label, score, components=frame, image_id=sample.id)
+    return consume
+
+
 def _pixel_state(method: Method, dataset: Dataset, batch_size: int, progress: bool, desc: str) -> PixelMetricState:
     state = PixelMetricState()
     score_pass(method, dataset, batch_size, progress, desc, [_updating(state)])
@@ -108,13 +118,15 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
         dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
         deep_fingerprint: bool = False, checkpoint: str | Path | None = None,
-        components: bool = True, threshold: str | float = "oracle", track: str | None = None) -> tuple[dict, Path | None]:
+        components: bool = True, threshold: str | float = "oracle", track: str | None = None,
+        bootstrap: int = 0) -> tuple[dict, Path | None]:
     """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end.
     ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo").
     ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes.
     ``checkpoint``: a local weights file for a model-based method, instead of its card's download.
     ``components``: add SegmentMeIfYouCan component metrics at the threshold ``threshold`` chooses (see
-    ``ThresholdPolicy.parse``), with the size filters of ``track`` (default: the dataset's)."""
+    ``ThresholdPolicy.parse``), with the size filters of ``track`` (default: the dataset's).
+    ``bootstrap``: that many seeded resamples of the images give confidence intervals of AP, FPR95 and mean F1."""
     start = time.perf_counter()
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
@@ -157,9 +169,12 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         consumers.append(lambda sample, score, out, k: collector.update(sample.id, out.probs[k], sample.label,
                                                                         threshold=seg_threshold, score=score))
     track = track or ds.component_track
+    boot = BootstrapCollector() if bootstrap > 0 else None
     comp_state = ComponentMetricState.for_track(comp_threshold, track) if comp_threshold is not None else None
     if comp_state is not None:
-        consumers.append(_updating(comp_state))
+        consumers.append(_component_updates(comp_state, boot))
+    elif boot is not None and policy is None:
+        consumers.append(lambda sample, score, out, k: boot.update(sample.label, score, image_id=sample.id))
     model_seconds = score_pass(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", consumers)
     metrics: dict[str, Any] = {"pixel": state.compute()}
     if policy is not None and policy.kind == "oracle":
@@ -167,10 +182,12 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         comp_extra = {"pixel_f1": best_f1}
         comp_state = ComponentMetricState.for_track(comp_threshold, track)
         model_seconds += score_pass(m, ds, batch_size, progress, "components at the oracle threshold",
-                                    [_updating(comp_state)])
+                                    [_component_updates(comp_state, boot)])
     if comp_state is not None:
         metrics["components"] = {**comp_state.compute(), "track": track,
                                  "threshold_choice": policy.describe(comp_threshold, **comp_extra)}
+    if boot is not None:
+        metrics["bootstrap"] = boot.compute(n_resamples=bootstrap, seed=seed)
     if collector is not None:
         seg = collector.compute(protocol=meta_protocol or stage.protocol, n_splits=stage.n_splits, seed=seed)
         seg.update({"segment_threshold": float(seg_threshold),

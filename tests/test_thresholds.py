@@ -117,3 +117,16 @@ def test_validation_threshold_is_recorded_with_its_split(scenes):
 def test_components_can_be_switched_off(scenes):
     record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, components=False)
     assert "components" not in record["metrics"]
+
+
+def test_bootstrap_intervals_in_the_record(scenes):
+    """Frames with identical statistics: every resample gives the full-sample values, so intervals collapse."""
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, threshold=0.7, track="obstacle",
+                    bootstrap=40, seed=3)
+    boot = record["metrics"]["bootstrap"]["metrics"]
+    assert record["metrics"]["bootstrap"]["n_resamples"] == 40 and record["metrics"]["bootstrap"]["seed"] == 3
+    assert record["metrics"]["bootstrap"]["num_images"] == 3
+    assert boot["ap"]["low"] == boot["ap"]["high"] == pytest.approx(record["metrics"]["pixel"]["ap"], abs=1e-12)
+    assert boot["f1_mean"]["low"] == boot["f1_mean"]["high"] == pytest.approx(2 * 6 / 15)
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, components=False, bootstrap=10)
+    assert "f1_mean" not in record["metrics"]["bootstrap"]["metrics"] and "ap" in record["metrics"]["bootstrap"]["metrics"]
