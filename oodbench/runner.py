@@ -176,7 +176,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     elif boot is not None and policy is None:
         consumers.append(lambda sample, score, out, k: boot.update(sample.label, score, image_id=sample.id))
     model_seconds = score_pass(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", consumers)
-    metrics: dict[str, Any] = {"pixel": state.compute()}
+    metrics: dict[str, Any] = {"pixel": state.compute(), "curves": state.curves()}
     if policy is not None and policy.kind == "oracle":
         comp_threshold, best_f1 = policy.choose(state), state.threshold_at_best_f1()[1]
         comp_extra = {"pixel_f1": best_f1}

@@ -273,3 +273,23 @@ def test_state_memory_is_bounded():
     assert state._pos.nbytes + state._neg.nbytes == 16 * 2**20
     with pytest.raises(ValueError, match="bits"):
         PixelMetricState(30)
+
+
+def test_thinned_curves_lie_on_sklearn_curves():
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    rng = np.random.default_rng(7)
+    y = (rng.random(100_000) < 0.05).astype(np.uint8)
+    s = (rng.normal(size=y.size) + 2 * y).astype(np.float16)  # exact in the state
+    state = PixelMetricState()
+    state.update(y, s)
+    c = state.curves(max_points=50)
+    fpr, tpr, _ = roc_curve(y, s.astype(np.float64), drop_intermediate=False)
+    on_roc = {(round(a, 6), round(b, 6)) for a, b in zip(fpr, tpr)}
+    assert all((a, b) in on_roc for a, b in zip(c["roc"]["fpr"], c["roc"]["tpr"]))
+    precision, recall, _ = precision_recall_curve(y, s.astype(np.float64))
+    on_pr = {(round(a, 6), round(b, 6)) for a, b in zip(recall, precision)}
+    assert all((a, b) in on_pr for a, b in zip(c["pr"]["recall"], c["pr"]["precision"]))
+    assert 40 <= len(c["roc"]["fpr"]) <= 51 and c["roc"]["fpr"][-1] == c["roc"]["tpr"][-1] == 1.0
+    assert np.trapezoid(c["roc"]["tpr"], c["roc"]["fpr"]) == pytest.approx(state.compute()["auroc"], abs=2e-3)
+    assert PixelMetricState().curves()["roc"] == {"fpr": [], "tpr": []}

@@ -183,6 +183,28 @@ class PixelMetricState:
         best = int(np.argmax(f1))
         return self._lower_edge(int(bins[best])), float(f1[best])
 
+    def curves(self, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
+        """ROC (fpr, tpr) and PR (recall, precision) curves thinned to about ``max_points`` points spread
+        evenly along each curve, for plots in records and on the leaderboard page; empty without both classes."""
+        _, pos, neg = self._descending()
+        tp, fp = np.cumsum(pos), np.cumsum(neg)
+        if not tp.size or tp[-1] == 0 or fp[-1] == 0:
+            return {"roc": {"fpr": [], "tpr": []}, "pr": {"recall": [], "precision": []}}
+        tpr, fpr = tp / tp[-1], fp / fp[-1]
+        precision = tp / (tp + fp)
+
+        def thin(progress: np.ndarray) -> np.ndarray:
+            return np.unique(np.searchsorted(progress, np.linspace(0, progress[-1], max_points)).clip(0, tp.size - 1))
+
+        roc = thin(np.cumsum(np.abs(np.diff(fpr, prepend=0)) + np.abs(np.diff(tpr, prepend=0))))
+        pr = thin(np.cumsum(np.abs(np.diff(tpr, prepend=0)) + np.abs(np.diff(precision, prepend=precision[0]))))
+
+        def listed(x: np.ndarray) -> list[float]:
+            return np.round(x, 6).tolist()
+
+        return {"roc": {"fpr": [0.0] + listed(fpr[roc]), "tpr": [0.0] + listed(tpr[roc])},
+                "pr": {"recall": listed(tpr[pr]), "precision": listed(precision[pr])}}
+
     def _lower_edge(self, b: int) -> float:
         if b == (0x80000000 >> self._shift):  # folded with -0.0's bin: its lower edge is below zero
             b -= 1
