@@ -1,0 +1,267 @@
+"""Entropy-maximization fine-tuning at real scale (Chan et al. 2021): Cityscapes + COCO proxies streamed
+through a DataLoader, the paper's schedule by default, AMP, torchrun/DDP, resumable atomic checkpoints,
+and a JSON-lines log of losses and validation mIoU."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data.base import DATASETS
+from ..errors import CheckpointError, DatasetError, OodbenchError
+from ..models.checkpoint import load_into, save_checkpoint
+from ..models.registry import create_model
+from .distributed import (DistContext, all_reduce_sum, init_distributed, shard_epoch, shutdown, sync_buffers,
+                          wrap_model)
+from .entmax_data import EntmaxTrainData, FrameData
+from .loss import entropy_maximization_loss
+from .proxy import PROXY_MODES
+from .train_state import JsonlLog, atomic_save, capture_rng, load_state, restore_rng, seed_everything
+from .validation import autocast, evaluate_miou
+
+STATE_FILE, MODEL_FILE, LOG_FILE = "last.pt", "model.pt", "log.jsonl"
+
+
+@dataclass
+class EntmaxConfig:
+    """A run's settings; the defaults are the paper's schedule for its released model."""
+
+    dataset: str = "cityscapes"
+    data_root: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    proxy_dataset: str = "coco_proxy"
+    proxy_root: str | None = None
+    proxy_mode: str = "whole"
+    proxy_fraction: float = 0.1
+    model: str = "deeplabv3plus_wrn38"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    num_classes: int = 19
+    epochs: int = 4
+    lr: float = 1e-5
+    batch_size: int = 8  # global: split evenly over torchrun processes
+    crop: int = 480
+    lam: float = 0.9
+    fresh_optimizer: bool = True  # a new Adam every epoch, as the paper code does
+    seed: int = 0
+    amp: bool = False
+    workers: int = 4
+    device: str | None = None
+    log_every: int = 50
+    save_every: int = 0  # also checkpoint every N optimizer steps (0: only at epoch ends)
+    val_every: int = 1  # validate every K epochs and after the last (0: never)
+    val_max_images: int | None = None
+    max_steps: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Settings a resumed run must share with its checkpoint (epochs may grow; paths, workers, logging may change).
+RESUME_KEYS = ("dataset", "proxy_dataset", "proxy_mode", "proxy_fraction", "model", "model_options",
+               "num_classes", "lr", "batch_size", "crop", "lam", "fresh_optimizer", "seed", "amp")
+
+
+def _check(cfg: EntmaxConfig, ctx: DistContext) -> None:
+    if cfg.proxy_mode not in PROXY_MODES:
+        raise OodbenchError(f"unknown proxy mode {cfg.proxy_mode!r}; choose one of {', '.join(PROXY_MODES)}")
+    for name in ("epochs", "batch_size", "crop"):
+        if getattr(cfg, name) < 1:
+            raise OodbenchError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.batch_size % ctx.world_size:
+        raise OodbenchError(f"batch size {cfg.batch_size} does not split evenly over {ctx.world_size} processes")
+
+
+def _datasets(cfg: EntmaxConfig):
+    train = DATASETS.create(cfg.dataset, root=cfg.data_root, split="train", **cfg.dataset_options)
+    if getattr(train, "label_kind", None) != "train_ids":
+        raise DatasetError(f"{cfg.dataset} holds {getattr(train, 'label_kind', '?')} labels; entropy maximization "
+                           f"trains on a segmentation set with train ids (e.g. cityscapes)")
+    proxies = DATASETS.create(cfg.proxy_dataset, root=cfg.proxy_root, split="train")
+    val = None
+    if cfg.val_every:
+        val = DATASETS.create(cfg.dataset, root=cfg.data_root, split="val", **cfg.dataset_options)
+    return train, proxies, val
+
+
+def _loader(data, indices: list[int], batch: int, cfg: EntmaxConfig, ctx: DistContext) -> DataLoader:
+    # own generator: starting an iteration must not draw from the global torch RNG (the data needs no seed)
+    return DataLoader(data, batch_size=batch, sampler=indices, num_workers=cfg.workers,
+                      pin_memory=ctx.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+
+
+class EntmaxTrainer:
+    """One run in ``out``: ``fit()`` trains from scratch or from ``out/last.pt`` and returns a summary.
+    Log events: start; val (``epoch`` = epochs completed); train (mean loss of the last ``log_every`` steps)
+    and epoch (mean loss of the epoch), both with the 1-based epoch in progress; resume; end."""
+
+    def __init__(self, cfg: EntmaxConfig, out: str | Path, resume: bool = False, progress: bool = True,
+                 ctx: DistContext | None = None):
+        self.cfg, self.out, self.resume, self.progress = cfg, Path(out), resume, progress
+        self.ctx = ctx or DistContext()
+        _check(cfg, self.ctx)
+        self.log = JsonlLog(self.out / LOG_FILE, enabled=self.ctx.is_main)
+        if not resume and (self.out / STATE_FILE).exists():
+            raise OodbenchError(f"{self.out} already holds a run ({STATE_FILE}); pass --resume to continue it "
+                                f"or choose another --out")
+        seed_everything(cfg.seed)
+        train, proxies, val = _datasets(cfg)
+        self.data = EntmaxTrainData(train, proxies, cfg.proxy_mode, cfg.proxy_fraction, cfg.crop, cfg.seed)
+        self.val = FrameData(val, cfg.val_max_images) if val is not None else None
+        self.model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_options)
+        if cfg.init:
+            load_into(self.model, cfg.init)
+        self.model.to(self.ctx.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=cfg.amp and self.ctx.device.type == "cuda")
+        self.epoch = self.step_in_epoch = self.global_step = 0
+        self.meters = torch.zeros(4, dtype=torch.float64, device=self.ctx.device)  # epoch sum, n; window sum, n
+        self.miou_before: float | None = None
+        self.miou_after: float | None = None
+        if resume:
+            self._load(self.out / STATE_FILE)
+        self.net = wrap_model(self.model, self.ctx)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _load(self, path: Path) -> None:
+        state = load_state(path)
+        stored = state.get("config", {})
+        differ = [f"{k}: checkpoint {stored.get(k)!r}, now {getattr(self.cfg, k)!r}" for k in RESUME_KEYS
+                  if stored.get(k) != getattr(self.cfg, k)]
+        if differ:
+            raise CheckpointError(f"{path}: cannot resume with different settings ({'; '.join(differ)}); "
+                                  f"use the original ones or start a new run in another --out")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        meters = state["meters"].to(self.ctx.device)
+        self.meters = meters if self.ctx.is_main else torch.zeros_like(meters)
+        self.miou_before, self.miou_after = state["miou_before"], state["miou_after"]
+        restore_rng(state["rng"])
+        self.log.keep_until(self.global_step)
+        self.log.write("resume", epoch=self.epoch, step=self.global_step, world_size=self.ctx.world_size)
+
+    def _save(self) -> None:
+        meters = all_reduce_sum(self.meters.clone(), self.ctx)  # every rank joins the reduction
+        if not self.ctx.is_main:
+            return
+        atomic_save({
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "meters": meters.cpu(), "miou_before": self.miou_before, "miou_after": self.miou_after,
+            "rng": capture_rng(), "config": self.cfg.to_dict(), "world_size": self.ctx.world_size,
+        }, self.out / STATE_FILE)
+
+    def _save_model(self) -> str | None:
+        if not self.ctx.is_main:
+            return None
+        meta = {"arch": self.cfg.model, "epoch": self.epoch, "global_step": self.global_step, "lam": self.cfg.lam,
+                "proxy_mode": self.cfg.proxy_mode, "miou_before": self.miou_before, "miou_after": self.miou_after}
+        return save_checkpoint(self.model.state_dict(), self.out / MODEL_FILE, meta=meta)
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _validate(self) -> float:
+        sync_buffers(self.model, self.ctx)
+        mine = list(range(len(self.val)))[self.ctx.rank::self.ctx.world_size]
+        loader = _loader(self.val, mine, 1, self.cfg, self.ctx)
+        miou = evaluate_miou(self.model, loader, self.cfg.num_classes, self.ctx, self.cfg.amp)
+        self.log.write("val", epoch=self.epoch, step=self.global_step, miou=miou, images=len(self.val))
+        return miou
+
+    def _step(self, image: torch.Tensor, label: torch.Tensor) -> None:
+        x = image.to(self.ctx.device, non_blocking=True).float()
+        y = label.to(self.ctx.device, non_blocking=True).long()
+        with autocast(self.ctx.device, self.cfg.amp):
+            logits = self.net(x)
+        loss = entropy_maximization_loss(logits, y, self.cfg.lam)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.meters[0::2] += loss.detach().double() * len(x)
+        self.meters[1::2] += len(x)
+        self.step_in_epoch += 1
+        self.global_step += 1
+
+    def _reduced(self, first: int) -> float:
+        pair = all_reduce_sum(self.meters[first:first + 2].clone(), self.ctx)
+        return float(pair[0] / pair[1]) if float(pair[1]) > 0 else float("nan")
+
+    def _train_epoch(self) -> bool:
+        """Run the rest of the current epoch; False when ``max_steps`` stopped it early."""
+        cfg, ctx = self.cfg, self.ctx
+        if cfg.fresh_optimizer and self.step_in_epoch == 0:
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.data.set_epoch(self.epoch)
+        batch = cfg.batch_size // ctx.world_size
+        indices = shard_epoch(len(self.data), ctx, cfg.batch_size, self.step_in_epoch)
+        if batch > 1 and len(indices) % batch == 1:  # BatchNorm over pooled 1x1 features cannot train on one sample
+            indices = indices[:-1]
+        loader = _loader(self.data, indices, batch, cfg, ctx)
+        bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", unit="step", leave=False,
+                   disable=not (self.progress and ctx.is_main))
+        start = time.perf_counter()
+        for image, label in bar:
+            self._step(image, label)
+            if cfg.log_every and self.global_step % cfg.log_every == 0:
+                self.log.write("train", epoch=self.epoch + 1, step=self.global_step, loss=self._reduced(2))
+                self.meters[2:] = 0
+            if cfg.save_every and self.global_step % cfg.save_every == 0:
+                self._save()
+            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                bar.close()
+                return False
+        self.log.write("epoch", epoch=self.epoch + 1, step=self.global_step, loss=self._reduced(0),
+                       seconds=round(time.perf_counter() - start, 2))
+        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.meters.zero_()
+        return True
+
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if not self.resume:
+            if self.ctx.is_main:
+                self.log.path.unlink(missing_ok=True)
+            self.log.write("start", epoch=0, step=0, config=cfg.to_dict(), world_size=self.ctx.world_size,
+                           device=str(self.ctx.device), command=sys.argv)
+            if self.val is not None:
+                self.miou_before = self.miou_after = self._validate()
+        self.model.train()
+        finished = self.epoch >= cfg.epochs
+        while not finished:
+            if cfg.max_steps is not None and self.global_step >= cfg.max_steps:
+                break
+            if not self._train_epoch():
+                if self.val is not None:
+                    self.miou_after = self._validate()
+                self._save()
+                break
+            if self.val is not None and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
+                self.miou_after = self._validate()
+            self._save()
+            finished = self.epoch >= cfg.epochs
+            if not finished:
+                self._save_model()
+        sha = self._save_model()
+        summary = {"epoch": self.epoch, "step": self.global_step, "finished": finished,
+                   "miou_before": self.miou_before, "miou_after": self.miou_after,
+                   "model": str(self.out / MODEL_FILE), "sha256": sha, "state": str(self.out / STATE_FILE),
+                   "log": str(self.out / LOG_FILE)}
+        self.log.write("end", **summary)
+        return summary
+
+
+def train_entmax(cfg: EntmaxConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train under torchrun when WORLD_SIZE > 1, in this process otherwise; return the run's summary."""
+    ctx = init_distributed(cfg.device)
+    try:
+        return EntmaxTrainer(cfg, out, resume, progress, ctx).fit()
+    finally:
+        shutdown(ctx)

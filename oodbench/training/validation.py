@@ -1,0 +1,53 @@
+"""Streaming validation mIoU: a confusion matrix summed over batches (and processes), the same definition
+as ``loop.mean_iou`` without holding a split in memory."""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .distributed import DistContext, all_reduce_sum
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CPU, fp16 on CUDA; a no-op context when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.float16 if device.type == "cuda" else torch.bfloat16)
+
+
+def update_confusion(conf: torch.Tensor, pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Add (label, prediction) counts of the pixels with a train id (< C) to the CxC ``conf``."""
+    c = conf.shape[0]
+    valid = label < c
+    idx = label[valid].long() * c + pred[valid].long()
+    conf += torch.bincount(idx, minlength=c * c).view(c, c)
+    return conf
+
+
+def miou_from_confusion(conf: torch.Tensor | np.ndarray) -> float:
+    """Mean IoU over the classes present in labels or predictions."""
+    conf = torch.as_tensor(conf).double().cpu()
+    inter = conf.diag()
+    union = conf.sum(0) + conf.sum(1) - inter
+    present = union > 0
+    return float((inter[present] / union[present]).mean()) if bool(present.any()) else float("nan")
+
+
+@torch.no_grad()
+def evaluate_miou(model: nn.Module, loader: DataLoader, num_classes: int, ctx: DistContext,
+                  amp: bool = False) -> float:
+    """mIoU of ``model`` over ``loader`` (this rank's share), summed over all processes."""
+    was_training = model.training
+    model.eval()
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=ctx.device)
+    for image, label in loader:
+        with autocast(ctx.device, amp):
+            logits = model(image.to(ctx.device, non_blocking=True).float())
+        update_confusion(conf, logits.argmax(1), label.to(ctx.device, non_blocking=True))
+    all_reduce_sum(conf, ctx)
+    model.train(was_training)
+    return miou_from_confusion(conf)

@@ -1,0 +1,274 @@
+"""Entropy-maximization training at real scale, on small Cityscapes + COCO-proxy fixtures in the real layouts:
+both proxy modes, streaming data, bit-identical resume, weights_only checkpoints, the JSONL log, AMP,
+torchrun-style DDP over gloo, and the CLI."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader
+
+from oodbench.cli import main
+from oodbench.data import DATASETS
+from oodbench.errors import CheckpointError, OodbenchError
+from oodbench.models import MODELS, create_model
+from oodbench.models.checkpoint import load_into, save_checkpoint
+from oodbench.models.tiny_deeplab import TinyDeepLab
+from oodbench.training.distributed import DistContext, init_distributed, shard_epoch, shutdown
+from oodbench.training.entmax_data import EntmaxTrainData, FrameData, upscale_small
+from oodbench.training.loop import TrainConfig, mean_iou, train_model
+from oodbench.training.loss import IGNORE_ID, OOD_ID
+from oodbench.training.train_state import capture_rng, restore_rng
+from oodbench.training.trainer import EntmaxConfig, EntmaxTrainer, train_entmax
+from oodbench.training.validation import evaluate_miou
+
+from layout_files import write_cityscapes_split, write_coco_proxy_split
+
+CS_OPTIONS = {"expected": False}
+TINY = {"width": 8}
+
+
+class _DropoutTiny(nn.Module):
+    """tiny_deeplab with dropout on its logits, so a resumed run matches only if the torch RNG state is restored."""
+
+    def __init__(self, num_classes: int = 19, width: int = 8):
+        super().__init__()
+        self.net, self.drop = TinyDeepLab(num_classes, width), nn.Dropout(0.3)
+
+    def forward(self, x):
+        return self.drop(self.net(x))
+
+
+MODELS.add("test_tiny_dropout", _DropoutTiny, overwrite=True)
+
+
+@pytest.fixture(scope="module")
+def roots(tmp_path_factory):
+    base = tmp_path_factory.mktemp("entmax_data")
+    cs = write_cityscapes_split(base / "cityscapes", "train", 8, seed=0)
+    write_cityscapes_split(cs, "val", 3, seed=1, city="frankfurt")
+    coco = write_coco_proxy_split(base / "coco", 5, seed=2)
+    return cs, coco
+
+
+def _cfg(roots, **kw) -> EntmaxConfig:
+    cs, coco = roots
+    base = dict(data_root=str(cs), proxy_root=str(coco), dataset_options=CS_OPTIONS, model="tiny_deeplab",
+                model_options=TINY, epochs=1, lr=1e-3, batch_size=2, crop=48, workers=0, log_every=1,
+                proxy_fraction=0.5)
+    return EntmaxConfig(**{**base, **kw})
+
+
+def _records(out, event=None):
+    recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [r for r in recs if event is None or r["event"] == event]
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("mode", ["whole", "paste"])
+def test_both_proxy_modes_train_log_and_checkpoint(roots, tmp_path, mode):
+    summary = train_entmax(_cfg(roots, proxy_mode=mode, epochs=2), tmp_path, progress=False)
+    assert summary["finished"] and summary["epoch"] == 2
+    train = _records(tmp_path, "train")
+    assert len(train) == summary["step"] and all(math.isfinite(r["loss"]) for r in train)
+    epochs = _records(tmp_path, "epoch")
+    assert [r["epoch"] for r in epochs] == [1, 2] and all(math.isfinite(r["loss"]) for r in epochs)
+    val = _records(tmp_path, "val")
+    assert [(r["epoch"], r["step"]) for r in val][0] == (0, 0) and val[-1]["epoch"] == 2
+    end = _records(tmp_path, "end")[0]
+    assert end["miou_before"] == val[0]["miou"] and end["miou_after"] == val[-1]["miou"]
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["step_in_epoch"] == 0 and state["global_step"] == summary["step"]
+    assert {"torch", "cuda", "numpy", "python"} <= set(state["rng"]) and state["optimizer"]["state"]
+    model = create_model("tiny_deeplab", num_classes=19, **TINY)
+    meta = load_into(model, tmp_path / "model.pt")
+    assert meta["epoch"] == 2 and meta["proxy_mode"] == mode
+    assert _states_equal(model.state_dict(), state["model"])
+
+
+def test_epoch_plan_and_samples(roots):
+    cs, coco = roots
+    frames = DATASETS.create("cityscapes", root=cs, split="train", expected=False)
+    proxies = DATASETS.create("coco_proxy", root=coco)
+    whole = EntmaxTrainData(frames, proxies, "whole", proxy_fraction=0.25, crop=48, seed=0)
+    whole.set_epoch(0)
+    plan0 = list(whole.plan)
+    assert len(whole) == 8 + 2 and sorted(f for f, _ in plan0 if f >= 0) == list(range(8))
+    assert len({p for f, p in plan0 if f < 0}) == 2
+    first = [whole[k] for k in range(len(whole))]
+    for k in reversed(range(len(whole))):  # an item depends on (seed, epoch, position), not on access order
+        assert torch.equal(whole[k][0], first[k][0]) and torch.equal(whole[k][1], first[k][1])
+    for (f, _), (image, label) in zip(plan0, first):
+        assert image.shape == (3, 48, 48) and image.dtype == torch.uint8 and label.shape == (48, 48)
+        values = set(torch.unique(label).tolist())
+        assert values <= ({0, OOD_ID, IGNORE_ID} if f < 0 else set(range(19)) | {IGNORE_ID})
+    whole.set_epoch(1)
+    assert whole.plan != plan0  # a fresh draw of proxies and order every epoch
+    paste = EntmaxTrainData(frames, proxies, "paste", proxy_fraction=1.0, crop=48, seed=0)
+    paste.set_epoch(0)
+    assert len(paste) == 8 and all(p >= 0 for _, p in paste.plan)
+    assert all((paste[k][1] == OOD_ID).any() for k in range(len(paste)))
+
+
+def test_small_whole_proxies_are_scaled_up_as_in_the_paper_code():
+    image = np.zeros((20, 30, 3), np.uint8)
+    label = np.zeros((20, 30), np.uint8)
+    label[5:10, 5:10] = OOD_ID
+    big_image, big_label = upscale_small(image, label, 48)
+    assert big_image.shape == (48, 72, 3) and big_label.shape == (48, 72)
+    assert set(np.unique(big_label)) == {0, OOD_ID} and (big_label == OOD_ID).sum() >= 25 * (48 / 20) ** 2
+    assert upscale_small(image, label, 20)[1] is label
+
+
+def test_trailing_single_sample_batch_is_dropped(roots, tmp_path):
+    summary = train_entmax(_cfg(roots, proxy_mode="paste", batch_size=7, val_every=0), tmp_path, progress=False)
+    assert summary["step"] == 1  # 8 frames: one batch of 7; a lone 8th sample would break BatchNorm on 1x1 features
+
+
+def test_workers_give_the_same_batches(roots):
+    cs, coco = roots
+    data = EntmaxTrainData(DATASETS.create("cityscapes", root=cs, split="train", expected=False),
+                           DATASETS.create("coco_proxy", root=coco), "paste", 0.5, 48, seed=3)
+    data.set_epoch(2)
+    batches = {w: list(DataLoader(data, batch_size=3, sampler=list(range(len(data))), num_workers=w)) for w in (0, 2)}
+    for (x0, y0), (x2, y2) in zip(*batches.values()):
+        assert torch.equal(x0, x2) and torch.equal(y0, y2)
+
+
+def test_shard_epoch_covers_and_pads():
+    for world in (1, 2, 3):
+        shards = [shard_epoch(10, DistContext(rank=r, world_size=world), 6) for r in range(world)]
+        assert len({len(s) for s in shards}) == 1
+        assert sorted(set(sum(shards, []))) == list(range(10))
+    resumed = shard_epoch(10, DistContext(rank=1, world_size=2), global_batch=4, skip_steps=1)
+    assert resumed == shard_epoch(10, DistContext(rank=1, world_size=2), 4)[2:]
+
+
+def test_rng_state_round_trip_through_weights_only(tmp_path):
+    import random
+    state = capture_rng()
+    torch.save(state, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
+
+
+def test_resume_is_bit_identical(roots, tmp_path):
+    """2 epochs in one go == 1 epoch + resume, and == a run cut mid-epoch by --max-steps + resume (with dropout,
+    and with Adam kept across epochs so the restored optimizer state matters)."""
+    def cfg(**kw):
+        return _cfg(roots, model="test_tiny_dropout", model_options={}, fresh_optimizer=False, **kw)
+
+    full = train_entmax(cfg(epochs=2), tmp_path / "full", progress=False)
+    train_entmax(cfg(epochs=1), tmp_path / "split", progress=False)
+    split = train_entmax(cfg(epochs=2), tmp_path / "split", resume=True, progress=False)
+    cut = train_entmax(cfg(epochs=2, max_steps=3), tmp_path / "cut", progress=False)
+    assert not cut["finished"] and cut["step"] == 3
+    cut = train_entmax(cfg(epochs=2), tmp_path / "cut", resume=True, progress=False)
+    ref = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    for name, summary in (("split", split), ("cut", cut)):
+        other = torch.load(tmp_path / name / "last.pt", weights_only=True)
+        assert summary["step"] == full["step"] and summary["miou_after"] == full["miou_after"]
+        assert _states_equal(ref["model"], other["model"])
+        assert all(_states_equal(ref["optimizer"]["state"][k], other["optimizer"]["state"][k])
+                   for k in ref["optimizer"]["state"])
+        assert [r["loss"] for r in _records(tmp_path / name, "epoch")] == \
+            [r["loss"] for r in _records(tmp_path / "full", "epoch")]
+        assert [r["step"] for r in _records(tmp_path / name, "train")] == list(range(1, full["step"] + 1))
+        assert summary["miou_before"] == full["miou_before"]
+
+
+def test_resume_guards(roots, tmp_path):
+    with pytest.raises(CheckpointError, match="no training state to resume"):
+        train_entmax(_cfg(roots), tmp_path, resume=True, progress=False)
+    train_entmax(_cfg(roots, max_steps=1, val_every=0), tmp_path, progress=False)
+    with pytest.raises(OodbenchError, match="already holds a run"):
+        train_entmax(_cfg(roots), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match=r"lr: checkpoint 0.001, now 0.01"):
+        train_entmax(_cfg(roots, lr=1e-2), tmp_path, resume=True, progress=False)
+
+
+def test_streaming_miou_equals_mean_iou(roots):
+    val = DATASETS.create("cityscapes", root=roots[0], split="val", expected=False)
+    torch.manual_seed(0)
+    model = create_model("tiny_deeplab", num_classes=19, **TINY).eval()
+    streamed = evaluate_miou(model, DataLoader(FrameData(val), batch_size=2), 19, DistContext())
+    assert streamed == pytest.approx(mean_iou(model, list(val), 19), abs=1e-12)
+
+
+def test_init_checkpoint_and_amp_keep_miou(roots, tmp_path):
+    """Fine-tuning a trained model from --init starts at its mIoU and, as in the paper, costs little of it;
+    bf16 autocast runs on the CPU."""
+    train = list(DATASETS.create("cityscapes", root=roots[0], split="train", expected=False))
+    torch.manual_seed(0)
+    base = create_model("tiny_deeplab", num_classes=19, **TINY)
+    train_model(base, train, [], TrainConfig(epochs=15, lr=1e-2, batch_size=4, crop=48, seed=0), progress=False)
+    save_checkpoint(base.state_dict(), tmp_path / "base.pt")
+    for amp in (False, True):
+        out = tmp_path / f"amp{amp}"
+        cfg = _cfg(roots, init=str(tmp_path / "base.pt"), lr=3e-4, epochs=2, amp=amp)
+        summary = train_entmax(cfg, out, progress=False)
+        assert summary["miou_before"] > 0.5
+        assert summary["miou_after"] > summary["miou_before"] - 0.1
+        assert all(math.isfinite(r["loss"]) for r in _records(out, "train"))
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg: EntmaxConfig, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    ctx = init_distributed("cpu")
+    try:
+        trainer = EntmaxTrainer(cfg, out, progress=False, ctx=ctx)
+        trainer.fit()
+        torch.save(trainer.model.state_dict(), f"{out}-rank{rank}.pt")
+    finally:
+        shutdown(ctx)
+
+
+def test_ddp_two_processes_over_gloo(roots, tmp_path):
+    """torchrun's environment with WORLD_SIZE=2: the replicas end equal (weights by DDP, BatchNorm statistics
+    rank 0's, as with DataParallel) and only rank 0 writes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    mp.spawn(_ddp_worker, args=(2, port, _cfg(roots, epochs=1), str(out)), nprocs=2)
+    r0 = torch.load(f"{out}-rank0.pt", weights_only=True)
+    assert _states_equal(r0, torch.load(f"{out}-rank1.pt", weights_only=True))
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "log.jsonl", "model.pt"]
+    assert [r["world_size"] for r in _records(out, "start")] == [2]
+    assert _records(out, "epoch")[0]["step"] == 6  # 8 frames + 4 proxies, global batch 2
+    assert _states_equal(r0, torch.load(out / "last.pt", weights_only=True)["model"])
+
+
+def test_cli_train_on_fixture(roots, tmp_path, capsys):
+    cs, coco = roots
+    out = tmp_path / "cli"
+    argv = ["train", "--dataset", "cityscapes", "--data-root", str(cs), "--option", "expected=false",
+            "--proxy-root", str(coco), "--proxy-mode", "paste", "--model", "tiny_deeplab", "--model-option", "width=8",
+            "--epochs", "2", "--lr", "1e-3", "--batch-size", "4", "--crop", "48", "--workers", "0", "--seed", "1",
+            "--max-steps", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "stopped early" in printed and "val mIoU before" in printed and "model.pt" in printed
+    assert main(argv[:-5] + ["--out", str(out), "--resume", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "finished after epoch 2, step 4" in printed
+    assert _records(out, "end")[0]["finished"] is True
+    nowhere = ["--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]
+    assert main(["train", "--dataset", "cityscapes", *nowhere]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err
+    assert main(["train", "--epochs", "2", "--amp"]) == 2
+    assert "--epochs, --amp need --dataset" in capsys.readouterr().err
