@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Sequence
 
@@ -31,6 +30,12 @@ def results_table(record: dict) -> str:
     m = record["metrics"]
     rows = [[label, _fmt(m["pixel"].get(key), percent=True)] for label, key in PIXEL_ROWS]
     rows.append(["OoD / in-dist. pixels", f"{m['pixel']['num_pos']} / {m['pixel']['num_neg']}"])
+    if "components" in m:
+        c = m["components"]
+        choice = c["threshold_choice"]
+        rows += [["sIoU (gt)", _fmt(c["siou"], percent=True)], ["PPV", _fmt(c["ppv"], percent=True)],
+                 ["mean F1", _fmt(c["f1_mean"], percent=True)],
+                 ["component threshold", f"{_fmt(choice['threshold'])} ({choice['source']}, {c['track']} track)"]]
     for label, key in SEGMENT_ROWS if "segments" in m else ():
         rows.append([label, _fmt(m["segments"].get(key), percent=key.startswith("meta_"))])
     ds, meth = record["dataset"], record["method"]
@@ -73,9 +78,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
                        out_dir=args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
                        dataset_options=parse_options(args.option), meta_protocol=args.meta_protocol,
-                       deep_fingerprint=args.deep)
+                       deep_fingerprint=args.deep, checkpoint=args.checkpoint, **_metric_options(args))
     _print_result(record, path)
     return 0
+
+
+def _metric_options(args: argparse.Namespace) -> dict:
+    return {"components": not args.no_components, "threshold": args.threshold, "track": args.track,
+            "bootstrap": args.bootstrap}
+
+
+def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by run and evaluate: component metrics, their threshold and bootstrap intervals."""
+    g = parser.add_argument_group("metrics")
+    g.add_argument("--threshold", default="oracle", metavar="T",
+                   help="component-metric threshold: a number, SPLIT[:best_f1|tpr95] fixed on a validation split, or "
+                        "'oracle' (default: the split's own best pixel F1, as the SegmentMeIfYouCan leaderboard)")
+    g.add_argument("--track", choices=["anomaly", "obstacle"], default=None,
+                   help="component size filters (anomaly 500/100 px, obstacle 50/10; default: the dataset's)")
+    g.add_argument("--no-components", action="store_true", help="skip component metrics")
+    g.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="N seeded resamples of the images: confidence intervals of AP, FPR95 and mean F1")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -98,7 +121,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     method = PrecomputedScores(args.scores, name=args.name, resize=args.resize, smiyc=smiyc)
     record, path = run(method, dataset=dataset, split=args.split, data_root=data_root, out_dir=args.out,
                        batch_size=args.batch_size, progress=not args.quiet, dataset_options=parse_options(args.option),
-                       deep_fingerprint=args.deep)
+                       deep_fingerprint=args.deep, **_metric_options(args))
     _print_result(record, path)
     return 0
 
@@ -155,52 +178,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 # `train --dataset` options that are EntmaxConfig fields of the same name; None keeps the paper's default.
-TRAIN_FIELDS = ("data_root", "proxy_dataset", "proxy_root", "proxy_mode", "proxy_fraction", "model", "init", "epochs",
-                "lr", "batch_size", "crop", "lam", "workers", "device", "log_every", "save_every", "val_every",
-                "val_max_images", "max_steps")
-
-
-def _percent(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f} %"
-
-
-def cmd_train_dataset(args: argparse.Namespace) -> int:
-    from .training.trainer import EntmaxConfig, train_entmax
-
-    cfg = EntmaxConfig(dataset=args.dataset, seed=args.seed, amp=args.amp, fresh_optimizer=not args.keep_optimizer,
-                       dataset_options=parse_options(args.option), model_options=parse_options(args.model_option),
-                       **{f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f) is not None})
-    if cfg.init is None and not args.quiet and os.environ.get("RANK", "0") == "0":
-        print(f"oodbench: note: no --init checkpoint; {cfg.model} starts from random weights", file=sys.stderr)
-    out = args.out or f"runs/entmax-{cfg.model}-{cfg.proxy_mode}-seed{cfg.seed}"
-    summary = train_entmax(cfg, out, resume=args.resume, progress=not args.quiet)
-    if summary["sha256"] is not None:  # only the main process reports
-        state = "finished" if summary["finished"] else "stopped early (resume with --resume)"
-        print(f"{cfg.model} entropy maximization ({cfg.proxy_mode} proxies): {state} after epoch {summary['epoch']}, "
-              f"step {summary['step']}\nval mIoU before {_percent(summary['miou_before'])}, "
-              f"after {_percent(summary['miou_after'])}\nweights: {summary['model']} (sha256 {summary['sha256'][:16]}...)"
-              f"\nresume state: {summary['state']}\nlog: {summary['log']}")
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from .training.embedded import ensure_model
-
-    if args.dataset is not None:
-        return cmd_train_dataset(args)
-    given = [f"--{a.replace('_', '-')}" for a in (*TRAIN_FIELDS, "out") if getattr(args, a) is not None]
-    flags = (("--amp", args.amp), ("--resume", args.resume), ("--keep-optimizer", args.keep_optimizer),
-             ("--option", args.option), ("--model-option", args.model_option))
-    given += [flag for flag, on in flags if on]
-    if given:
-        raise OodbenchError(f"{', '.join(given)} need --dataset (e.g. --dataset cityscapes); without it, train "
-                            f"builds the embedded benchmark's models")
-    info = ensure_model("entmax" if args.entmax else "baseline", seed=args.seed, progress=not args.quiet)[1]
-    print(f"{info['arch']} {info['stage']}: val mIoU {100 * info['val_miou']:.1f} %, sha256 {info['sha256'][:16]}..., "
-          f"trained in {info['train_seconds']:.0f} s")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oodbench", description="OoD detection benchmark for semantic segmentation")
     sub = p.add_subparsers(dest="command", required=True)
@@ -217,7 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
                    help="meta classifier cross-validation: grouped by image (default) or the paper's leave-one-out")
     r.add_argument("--deep", action="store_true", help="fingerprint the dataset by file contents (slower)")
+    r.add_argument("--checkpoint", default=None, metavar="PATH",
+                   help="local weights for a model-based method on real data, instead of its card's download")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_metric_arguments(r)
     r.set_defaults(func=cmd_run)
 
     e = sub.add_parser("evaluate", help="metrics of score maps computed elsewhere; writes the same record as run")
@@ -236,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
     e.add_argument("--deep", action="store_true", help="fingerprint the dataset by file contents (slower)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_metric_arguments(e)
     e.set_defaults(func=cmd_evaluate)
 
     d = sub.add_parser("data", help="dataset tools")
@@ -254,44 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)
 
-    t = sub.add_parser("train", help="entropy-maximization training: on a real dataset with --dataset, else the "
-                                     "embedded benchmark's baseline or entropy-maximized model")
-    t.add_argument("--entmax", action="store_true", help="embedded benchmark: fine-tune with entropy maximization "
-                                                         "(implied with --dataset)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--quiet", action="store_true")
-    g = t.add_argument_group("real data (paper schedule by default: 4 epochs, Adam 1e-5, batch 8, 480 crops, "
-                             "10 % proxies, lambda 0.9)")
-    g.add_argument("--dataset", default=None, help="in-distribution training set with train ids, e.g. cityscapes")
-    g.add_argument("--data-root", default=None, help="its folder (leftImg8bit/, gtFine/ for cityscapes)")
-    g.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="dataset option, e.g. expected=false for a partial copy")
-    g.add_argument("--proxy-dataset", default=None, help="OoD proxy set (default coco_proxy)")
-    g.add_argument("--proxy-root", default=None, help="its folder (train2017/, annotations/ood_seg_train2017/)")
-    g.add_argument("--proxy-mode", choices=["whole", "paste"], default=None,
-                   help="whole proxy images (paper code, default) or objects pasted into frames")
-    g.add_argument("--proxy-fraction", type=float, default=None, help="proxies per frame per epoch (default 0.1)")
-    g.add_argument("--model", default=None, help="registered model (default deeplabv3plus_wrn38)")
-    g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. width=8")
-    g.add_argument("--init", default=None, metavar="PATH", help="checkpoint to start from (e.g. the Cityscapes model)")
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=None, help="global batch, split over torchrun processes")
-    g.add_argument("--crop", type=int, default=None, help="square random crop side")
-    g.add_argument("--lam", type=float, default=None, help="weight of the OoD term (default 0.9)")
-    g.add_argument("--keep-optimizer", action="store_true",
-                   help="keep Adam's moments across epochs (the paper code starts a fresh Adam every epoch)")
-    g.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast on CPU, fp16 + GradScaler on CUDA")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    g.add_argument("--out", default=None, metavar="DIR", help="folder for last.pt, model.pt and log.jsonl")
-    g.add_argument("--workers", type=int, default=None, help="DataLoader worker processes (default 4)")
-    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
-    g.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (smoke runs)")
-    g.add_argument("--log-every", type=int, default=None, help="log the mean loss every N steps (default 50)")
-    g.add_argument("--save-every", type=int, default=None, help="also checkpoint every N steps (default: epoch ends)")
-    g.add_argument("--val-every", type=int, default=None, help="validation mIoU every K epochs (0: never; default 1)")
-    g.add_argument("--val-max-images", type=int, default=None, help="validate on the first N val images only")
-    t.set_defaults(func=cmd_train)
+    from .commands import register_all
+
+    register_all(sub)
     return p
 
 

@@ -3,11 +3,13 @@ URL and checked against its sha256, or given locally with --checkpoint; the embe
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 
 import pytest
 import torch
 
+from oodbench.cli import main
 from oodbench.errors import CheckpointError, OodbenchError
 from oodbench.methods import cards, create_method
 from oodbench.methods.cards import card_model, list_method_cards, load_method_card
@@ -119,3 +121,13 @@ def test_wrn38_card_runs_the_paper_model_on_real_layout(laf, tmp_path):
                     checkpoint=local)
     assert record["method"]["model"] == "deeplabv3plus_wrn38" and record["method"]["checkpoint_sha256"] == digest
     assert record["metrics"]["pixel"]["num_pos"] > 0
+
+
+def test_cli_checkpoint_flag(tiny_cards, laf, tmp_path, capsys):
+    out = tmp_path / "records"
+    assert main(["run", "--method", "entmax", "--dataset", "lostandfound", "--data-root", str(laf), "--option",
+                 "expected=2", "--checkpoint", str(tiny_cards[0]), "--out", str(out), "--quiet"]) == 0
+    (path,) = out.glob("*.json")
+    assert json.loads(path.read_text())["method"]["model_info"]["local_override"] is True
+    assert main(["run", "--method", "entmax", "--checkpoint", str(tiny_cards[0]), "--quiet"]) == 2
+    assert "embedded benchmark trains and caches its own models" in capsys.readouterr().err

@@ -2,8 +2,11 @@
 (oracle); every record says which, and the component metrics follow from it."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+from PIL import Image
 from sklearn.metrics import precision_recall_curve
 
 from oodbench.errors import OodbenchError
@@ -130,3 +133,23 @@ def test_bootstrap_intervals_in_the_record(scenes):
     assert boot["f1_mean"]["low"] == boot["f1_mean"]["high"] == pytest.approx(2 * 6 / 15)
     record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, components=False, bootstrap=10)
     assert "f1_mean" not in record["metrics"]["bootstrap"]["metrics"] and "ap" in record["metrics"]["bootstrap"]["metrics"]
+
+
+def test_cli_metric_options(scenes, tmp_path, capsys):
+    from oodbench.cli import main
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for path in sorted((scenes / "images").glob("*.png")):
+        np.save(scores / f"{path.stem}.npy", np.asarray(Image.open(path))[..., 0].astype(np.float32) / 255)
+    out = tmp_path / "records"
+    assert main(["evaluate", "--scores", str(scores), "--name", "red", "--labels", str(scenes), "--out", str(out),
+                 "--quiet", "--threshold", "0.7", "--track", "obstacle", "--bootstrap", "5"]) == 0
+    table = capsys.readouterr().out
+    assert "| mean F1" in table and "0.7 (given, obstacle track)" in table
+    (path,) = out.glob("*.json")
+    metrics = json.loads(path.read_text())["metrics"]
+    assert metrics["components"]["f1_mean"] == pytest.approx(2 * 6 / 15) and metrics["bootstrap"]["n_resamples"] == 5
+    assert main(["evaluate", "--scores", str(scores), "--name", "red", "--labels", str(scenes), "--out", str(out),
+                 "--quiet", "--threshold", "val:f3"]) == 2
+    assert "RULE one of best_f1, tpr95" in capsys.readouterr().err

@@ -1,0 +1,12 @@
+"""Subcommands beyond run/evaluate/list/data: each module's ``register(sub)`` adds its parser to the CLI."""
+from __future__ import annotations
+
+import importlib
+
+COMMANDS = ("train",)
+
+
+def register_all(sub) -> None:
+    """Add every command module's subparser to ``sub`` (an argparse subparsers object)."""
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
