@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _metric_options(args: argparse.Namespace) -> dict:
     return {"components": not args.no_components, "threshold": args.threshold, "track": args.track,
-            "bootstrap": args.bootstrap}
+            "bootstrap": args.bootstrap, "conventions": args.convention}
 
 
 def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +97,9 @@ def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--track", choices=["anomaly", "obstacle"], default=None,
                    help="component size filters (anomaly 500/100 px, obstacle 50/10; default: the dataset's)")
     g.add_argument("--no-components", action="store_true", help="skip component metrics")
+    g.add_argument("--convention", action="append", default=[], metavar="NAME",
+                   help="also compute pixel metrics in a named convention of published code, e.g. hist100, "
+                        "trapezoid_ap, fpr95_nearest, smiyc768 (repeatable; `oodbench list conventions`)")
     g.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="N seeded resamples of the images: confidence intervals of AP, FPR95 and mean F1")
 
@@ -160,10 +163,12 @@ def datasets_table(names: list[str]) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from .data import DATASETS
     from .methods import METHODS
+    from .metrics.conventions import CONVENTIONS
     from .models import MODELS
     from .scores import SCORES
 
-    registries = {"methods": METHODS, "datasets": DATASETS, "models": MODELS, "scores": SCORES}
+    registries = {"methods": METHODS, "datasets": DATASETS, "models": MODELS, "scores": SCORES,
+                  "conventions": CONVENTIONS}
     kinds = [args.kind] if args.kind else list(registries)
     result = {kind: registries[kind].list(args.pattern) for kind in kinds}
     if args.json:
@@ -177,7 +182,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-# `train --dataset` options that are EntmaxConfig fields of the same name; None keeps the paper's default.
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oodbench", description="OoD detection benchmark for semantic segmentation")
     sub = p.add_subparsers(dest="command", required=True)
@@ -229,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--deep", action="store_true", help="print content fingerprints (reads every byte)")
     c.set_defaults(func=cmd_data_check)
 
-    ls = sub.add_parser("list", help="list registered methods, datasets, models, scores")
-    ls.add_argument("kind", nargs="?", choices=["methods", "datasets", "models", "scores"])
+    ls = sub.add_parser("list", help="list registered methods, datasets, models, scores, conventions")
+    ls.add_argument("kind", nargs="?", choices=["methods", "datasets", "models", "scores", "conventions"])
     ls.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'ent*'")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import resource
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -15,6 +15,7 @@ from .leaderboard.record import make_record, write_record
 from .methods import Method, MethodOutput, create_method
 from .metrics.bootstrap import BootstrapCollector
 from .metrics.components import ComponentMetricState
+from .metrics.conventions import create_convention
 from .metrics.pixel import PixelMetricState
 from .segments.collector import SegmentCollector
 from .thresholds import ThresholdPolicy
@@ -119,14 +120,15 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
         deep_fingerprint: bool = False, checkpoint: str | Path | None = None,
         components: bool = True, threshold: str | float = "oracle", track: str | None = None,
-        bootstrap: int = 0) -> tuple[dict, Path | None]:
+        bootstrap: int = 0, conventions: Sequence[str] = ()) -> tuple[dict, Path | None]:
     """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end.
     ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo").
     ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes.
     ``checkpoint``: a local weights file for a model-based method, instead of its card's download.
     ``components``: add SegmentMeIfYouCan component metrics at the threshold ``threshold`` chooses (see
     ``ThresholdPolicy.parse``), with the size filters of ``track`` (default: the dataset's).
-    ``bootstrap``: that many seeded resamples of the images give confidence intervals of AP, FPR95 and mean F1."""
+    ``bootstrap``: that many seeded resamples of the images give confidence intervals of AP, FPR95 and mean F1.
+    ``conventions``: named pixel-metric conventions (``list_conventions()``) computed next to the canonical ones."""
     start = time.perf_counter()
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
@@ -134,6 +136,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         raise ValueError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
                          f"choose an OoD benchmark (`oodbench list datasets`)")
     policy = ThresholdPolicy.parse(threshold) if components else None
+    named = {name: create_convention(name) for name in dict.fromkeys(conventions)}
     m = _create(method, seed, checkpoint) if isinstance(method, str) else method
     bind = getattr(m, "bind", None)
     if bind is not None:
@@ -163,7 +166,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         comp_threshold = policy.choose(val_state)
 
     state = PixelMetricState()
-    consumers: list[Consumer] = [_updating(state)]
+    consumers: list[Consumer] = [_updating(state), *(_updating(c) for c in named.values())]
     collector = SegmentCollector() if stage is not None else None
     if collector is not None:
         consumers.append(lambda sample, score, out, k: collector.update(sample.id, out.probs[k], sample.label,
@@ -177,6 +180,8 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         consumers.append(lambda sample, score, out, k: boot.update(sample.label, score, image_id=sample.id))
     model_seconds = score_pass(m, ds, batch_size, progress, f"{m.name} on {dataset}/{split}", consumers)
     metrics: dict[str, Any] = {"pixel": state.compute(), "curves": state.curves()}
+    if named:
+        metrics["conventions"] = {name: c.compute() for name, c in named.items()}
     if policy is not None and policy.kind == "oracle":
         comp_threshold, best_f1 = policy.choose(state), state.threshold_at_best_f1()[1]
         comp_extra = {"pixel_f1": best_f1}

@@ -153,3 +153,20 @@ def test_cli_metric_options(scenes, tmp_path, capsys):
     assert main(["evaluate", "--scores", str(scores), "--name", "red", "--labels", str(scenes), "--out", str(out),
                  "--quiet", "--threshold", "val:f3"]) == 2
     assert "RULE one of best_f1, tpr95" in capsys.readouterr().err
+
+
+def test_named_conventions_next_to_canonical(scenes, tmp_path):
+    from oodbench.metrics.conventions import create_convention
+
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, components=False,
+                    conventions=["hist100", "fpr95_strict", "hist100"])
+    named = record["metrics"]["conventions"]
+    assert list(named) == ["hist100", "fpr95_strict"]
+    independent = create_convention("hist100")
+    for path in sorted((scenes / "images").glob("*.png")):
+        label = np.asarray(Image.open(scenes / "labels" / path.name))
+        independent.update(label, np.asarray(Image.open(path))[..., 0].astype(np.float32) / 255)
+    assert named["hist100"] == pytest.approx(independent.compute(), nan_ok=True)
+    assert named["hist100"]["convention"] == "hist100" and "meta-ood" in named["hist100"]["description"]
+    with pytest.raises(OodbenchError, match="unknown convention 'hist10'.*hist100"):
+        run(Red(), dataset="folder", data_root=scenes, progress=False, conventions=["hist10"])
