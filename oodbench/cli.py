@@ -73,12 +73,19 @@ def _print_result(record: dict, path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run
+    from .runner import parse_shard, run
 
+    shard = parse_shard(getattr(args, "shard", None))
     record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
                        out_dir=args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
                        dataset_options=parse_options(args.option), meta_protocol=args.meta_protocol,
-                       deep_fingerprint=args.deep, checkpoint=args.checkpoint, **_metric_options(args))
+                       deep_fingerprint=args.deep, checkpoint=args.checkpoint, score_cache=not args.no_score_cache,
+                       shard=shard, from_cache=args.command == "merge", **_metric_options(args))
+    if shard is not None:
+        print(f"shard {shard[0]}/{shard[1]}: {record['num_images']} images, {record['scored']} scored, "
+              f"{record['from_cache']} already cached in {record['score_cache']['folder']}; when every shard is done, "
+              f"`oodbench merge` with the same options writes the record")
+        return 0
     _print_result(record, path)
     return 0
 
@@ -187,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="evaluate a method on a dataset split and write a record")
+    mg = sub.add_parser("merge", help="after `run --shard i/N` for every i: the record of the whole split, computed "
+                                      "from the shards' score cache without running the model")
+    for parser in (r, mg):
+        add_run_arguments(parser)
+    r.add_argument("--shard", default=None, metavar="I/N",
+                   help="score only block I of N of the split into the score cache (then `oodbench merge`)")
+    return _build_rest(p, sub)
+
+
+def add_run_arguments(r: argparse.ArgumentParser) -> None:
+    """The options of `run`, shared with `merge` (which must repeat them to find the shards' cache)."""
     r.add_argument("--method", required=True, help="registered method, e.g. entmax_meta (`oodbench list methods`)")
     r.add_argument("--dataset", default="synthetic", help="registered dataset (default: the embedded benchmark)")
     r.add_argument("--split", default="test")
@@ -201,9 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="local weights for a model-based method on real data, instead of its card's download")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--no-score-cache", action="store_true",
+                   help="keep no float16 score cache: no resume, float32 metrics, a second model pass for components")
     add_metric_arguments(r)
     r.set_defaults(func=cmd_run)
 
+
+def _build_rest(p: argparse.ArgumentParser, sub) -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics of score maps computed elsewhere; writes the same record as run")
     e.add_argument("--scores", required=True, metavar="DIR",
                    help="score maps <DIR>/<id>.npy|.npz|.hdf5 (float16/float32 HxW, higher = more OoD)")

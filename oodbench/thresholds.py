@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import OodbenchError
 from .metrics.pixel import PixelMetricState
 
@@ -50,8 +52,11 @@ class ThresholdPolicy:
         if state is None:
             raise ValueError(f"threshold policy {self.kind!r} needs a pixel state")
         if self.rule == "tpr95" and self.kind == "validation":
-            return state.threshold_at_tpr(0.95)
-        return state.threshold_at_best_f1()[0]
+            edge = state.threshold_at_tpr(0.95)
+        else:
+            edge = state.threshold_at_best_f1()[0]
+        # the state selects score >= edge; components predict score > t (SegmentMeIfYouCan), so t sits just below
+        return float(np.nextafter(np.float32(edge), np.float32(-np.inf)))
 
     def describe(self, threshold: float, **extra: Any) -> dict[str, Any]:
         """What goes into the record next to the component metrics."""

@@ -138,8 +138,11 @@ def test_dataset_and_labels_are_exclusive(labels, tmp_path, capsys):
 class FromArrays(Method):
     name = "mine"
 
-    def __init__(self, scores):
+    cacheable = True  # each test's maps differ, so each uses its own name
+
+    def __init__(self, scores, name="arrays"):
         self.scores = scores
+        self.name = name
 
     def predict_samples(self, samples):
         return MethodOutput(np.stack([self.scores[s.id] for s in samples]))
@@ -150,8 +153,16 @@ def test_evaluate_and_run_records_are_interchangeable(labels, tmp_path):
     scores = make_scores(maps, np.float32, seed=3)
     d = save_npy(tmp_path / "scores", scores)
     ev = evaluate(tmp_path, "--scores", str(d), "--name", "mine", "--labels", str(label_dir), "--deep")
-    rec, _ = run(FromArrays(scores), dataset="folder", data_root=label_dir, progress=False, deep_fingerprint=True)
+    rec, _ = run(FromArrays(scores), dataset="folder", data_root=label_dir, progress=False, deep_fingerprint=True,
+                 score_cache=False)
     assert ev["metrics"] == rec["metrics"]
+    assert rec["scores"]["storage"] == "float32" and ev["scores"]["storage"] == "float32"
+    # with its score cache, run computes on the float16 maps it stores: evaluate on float16 maps agrees
+    cached, _ = run(FromArrays(scores, name="arrays-interchangeable"), dataset="folder", data_root=label_dir,
+                    progress=False, cache_root=tmp_path / "cache")
+    d16 = save_npy(tmp_path / "scores16", {i: s.astype(np.float16) for i, s in scores.items()})
+    ev16 = evaluate(tmp_path / "16", "--scores", str(d16), "--name", "mine", "--labels", str(label_dir))
+    assert cached["scores"]["storage"] == "float16" and cached["metrics"] == ev16["metrics"]
     assert set(ev) == set(rec)
     assert set(ev["dataset"]) == set(rec["dataset"])
     assert ev["dataset"]["fingerprint"] == rec["dataset"]["fingerprint"]

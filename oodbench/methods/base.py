@@ -41,6 +41,7 @@ class Method:
 
     name: str = "method"
     provides_probs: bool = False
+    cacheable: bool = False  # True: config() and setup()'s checkpoint sha256 identify the maps, so they may be cached
     segment_stage: SegmentStage | None = None
     calibration_split: str | None = None  # set when the stage threshold must be fixed on a validation split
 

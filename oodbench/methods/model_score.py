@@ -1,6 +1,8 @@
 """Methods made of a segmentation model and a score function over its logits."""
 from __future__ import annotations
 
+import hashlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,15 @@ class ModelScoreMethod(Method):
     named by the method card (``methods/<card>.toml``), e.g. the paper's DeepLabV3+ WideResNet38."""
 
     provides_probs = True
+    cacheable = True
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What else determines the maps: the score function's code (a fixed bug must not read stale maps)."""
+        try:
+            code = inspect.getsource(self.score_fn)
+        except (OSError, TypeError):
+            code = repr(self.score_fn.__code__.co_code) if hasattr(self.score_fn, "__code__") else repr(self.score_fn)
+        return {"score_code": hashlib.sha256(code.encode()).hexdigest()}
 
     def __init__(self, name: str, score_name: str, stage: str, card: str, seed: int = 0,
                  checkpoint: str | Path | None = None, device: str | None = None):

@@ -22,7 +22,7 @@ from .components import label_components
 from .features import feature_names, segment_features
 from .meta_classifier import cross_val_proba
 
-__all__ = ["ImageSegments", "SegmentCollector", "count_errors", "image_segments"]
+__all__ = ["ImageSegments", "SegmentCollector", "count_errors", "image_segments", "removed_mask"]
 
 
 @dataclass
@@ -86,6 +86,10 @@ class SegmentCollector:
         self._ids.add(item.image_id)
         self.images.append(item)
 
+    def add(self, item: ImageSegments) -> None:
+        """Add one image's segments computed elsewhere (e.g. read back from the score cache)."""
+        self._add(item)
+
     def update(self, image_id: str, probs: np.ndarray, label: np.ndarray, threshold: float = 0.7,
                score: np.ndarray | None = None) -> None:
         """Add one image: softmax probs (C, H, W), canonical label (H, W), optional segment score map."""
@@ -124,7 +128,7 @@ class SegmentCollector:
         x, y, groups, num_gt, pairs = self.arrays()
         proba = cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
                                 scaling=scaling, n_jobs=n_jobs)
-        removed = np.nan_to_num(proba, nan=-np.inf) > remove_threshold
+        removed = removed_mask(proba, remove_threshold)
         result = {"num_images": len(self.images), "num_segments": int(y.size),
                   "num_gt_components": int(num_gt)}
         result.update(count_errors(y, removed, num_gt, pairs))
@@ -132,6 +136,24 @@ class SegmentCollector:
         result.update({"protocol": protocol, "n_splits": int(n_splits) if protocol == "grouped" else None,
                        "seed": int(seed), "scaling": scaling, "remove_threshold": float(remove_threshold)})
         return result
+
+    def image_predictions(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
+                          remove_threshold: float = 0.5, *, scaling: str = "fold",
+                          n_jobs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per image id: (out-of-fold P(FP), removed mask) of its segments, row k = segment k + 1 of
+        its segment map; the very cross-validation ``compute`` runs with the same arguments."""
+        x, y, groups, _, _ = self.arrays()
+        proba = cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
+                                scaling=scaling, n_jobs=n_jobs)
+        removed = removed_mask(proba, remove_threshold)
+        ends = np.cumsum([im.targets.size for im in self.images]).tolist()
+        return {im.image_id: (proba[end - im.targets.size:end], removed[end - im.targets.size:end])
+                for im, end in zip(self.images, ends)}
+
+
+def removed_mask(proba: np.ndarray, remove_threshold: float) -> np.ndarray:
+    """Segments the meta classifier deletes: P(FP) > threshold; NaN (untestable) deletes nothing."""
+    return np.nan_to_num(proba, nan=-np.inf) > remove_threshold
 
 
 def _meta_scores(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:

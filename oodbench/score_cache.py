@@ -1,0 +1,96 @@
+"""Content-addressed cache of score maps: float16 ``<id>.npy`` files under a key made of the method's
+configuration, its checkpoint and the dataset split's fingerprint. It lets an interrupted run resume, a second
+pass (components at the oracle threshold) skip the model, and shards of one run share their scores."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ScoreError
+from .paths import home
+from .segments.collector import ImageSegments
+
+STORAGE = "float16"  # what SegmentMeIfYouCan stores; records that use cached scores say so
+
+
+def cache_key(method_config: dict[str, Any], checkpoint_sha256: str | None, dataset: str, split: str,
+              fingerprint: str, options: dict[str, Any]) -> str:
+    """sha256 over everything that determines the score maps (a changed checkpoint or data gives a new key)."""
+    blob = json.dumps({"method": method_config, "checkpoint": checkpoint_sha256, "dataset": dataset, "split": split,
+                       "fingerprint": fingerprint, "options": options, "storage": STORAGE},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ScoreCache:
+    """One key's folder: ``put`` writes atomically (a crash leaves no partial map), ``get`` returns None on a miss."""
+
+    def __init__(self, key: str, root: str | Path | None = None):
+        self.key = key
+        self.folder = Path(root) if root is not None else home() / "score_cache"
+        self.folder = self.folder / key[:2] / key
+
+    def _path(self, sample_id: str) -> Path:
+        return self.folder / f"{sample_id}.npy"
+
+    def __contains__(self, sample_id: str) -> bool:
+        return self._path(sample_id).is_file()
+
+    def _write(self, path: Path, write) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put(self, sample_id: str, score: np.ndarray) -> np.ndarray:
+        """Store the map as float16; return it as read back (float32 of the float16 values)."""
+        with np.errstate(over="ignore"):
+            stored = np.asarray(score, dtype=np.float16)
+        if not np.isfinite(stored).all():
+            raise ScoreError(f"sample {sample_id!r}: scores overflow float16 (|score| > 65504) and cannot be cached; "
+                             f"rescale the score or run with --no-score-cache")
+        self._write(self._path(sample_id), lambda fh: np.save(fh, stored))
+        return stored.astype(np.float32)
+
+    def put_segments(self, sample_id: str, item: ImageSegments, threshold: float) -> None:
+        """The meta stage's per-image segment features, targets and touch pairs at ``threshold`` (no probabilities)."""
+        self._write(self.folder / f"{sample_id}.segments.npz",
+                    lambda fh: np.savez(fh, features=item.features, targets=item.targets, num_gt=np.array(item.num_gt),
+                                        pairs=item.pairs, threshold=np.array(threshold, np.float64)))
+
+    def get_segments(self, sample_id: str, threshold: float) -> ImageSegments | None:
+        """Cached segments formed at ``threshold``; None when absent or formed at another threshold."""
+        path = self.folder / f"{sample_id}.segments.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if float(z["threshold"]) != float(threshold):
+                    return None
+                return ImageSegments(sample_id, z["features"], z["targets"], int(z["num_gt"]), z["pairs"])
+        except (ValueError, OSError, EOFError, KeyError) as exc:
+            raise ScoreError(f"{path}: unreadable cached segments ({exc}); delete it to recompute") from exc
+
+    def get(self, sample_id: str) -> np.ndarray | None:
+        path = self._path(sample_id)
+        if not path.is_file():
+            return None
+        try:
+            score = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ScoreError(f"{path}: unreadable cached score map ({exc}); delete it to recompute") from exc
+        return score.astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"key": self.key, "folder": str(self.folder), "storage": STORAGE}

@@ -1,0 +1,140 @@
+"""One pass of a method over a dataset split: batches of equally sized frames, checked score maps, the meta
+stage's per-image segments, and the score cache that lets a pass resume or skip the model."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data.base import Dataset, Sample
+from .errors import LabelError, ScoreError
+from .methods import Method
+from .score_cache import ScoreCache
+from .segments.collector import ImageSegments, image_segments
+
+
+@dataclass
+class Scored:
+    """One sample after scoring: its checked score map and, with a meta stage, its segments."""
+
+    sample: Sample
+    score: np.ndarray
+    segments: ImageSegments | None = None
+
+
+Consumer = Callable[[Scored], None]
+
+
+class Shard(Sequence[Sample]):
+    """Block ``index`` of ``count`` contiguous, nearly equal blocks of a dataset (deterministic, order kept)."""
+
+    def __init__(self, dataset: Dataset, index: int, count: int):
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index}/{count}: write i/N with 0 <= i < N")
+        self.dataset, self.index, self.count = dataset, index, count
+        bounds = np.linspace(0, len(dataset), count + 1).round().astype(int)
+        self.positions = range(bounds[index], bounds[index + 1])
+        self.name, self.split = dataset.name, dataset.split
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, k: int) -> Sample:  # type: ignore[override]
+        return self.dataset[self.positions[k]]
+
+
+def _size(sample: Sample) -> tuple[int, ...]:
+    return sample.label.shape if sample.label is not None else sample.image.shape[:2]
+
+
+def batches(dataset: Sequence[Sample], batch_size: int) -> Iterator[list[Sample]]:
+    """Consecutive samples of equal image size, at most ``batch_size`` at a time."""
+    batch: list[Sample] = []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if batch and (len(batch) == batch_size or _size(batch[0]) != _size(sample)):
+            yield batch
+            batch = []
+        batch.append(sample)
+    if batch:
+        yield batch
+
+
+def check_scores(method: Method, sample: Sample, score: np.ndarray) -> np.ndarray:
+    """Reject score maps that would silently corrupt metrics: wrong shape, NaN or inf."""
+    if score.shape != sample.label.shape:
+        raise ScoreError(f"method {method.name!r} returned a score map of shape {score.shape} for sample "
+                         f"{sample.id!r}, whose label map has shape {sample.label.shape}; return one score per pixel "
+                         f"at label resolution (upsample logits before scoring)")
+    bad = ~np.isfinite(score)
+    if bad.any():
+        y, x = np.argwhere(bad)[0]
+        raise ScoreError(f"method {method.name!r} returned {int(bad.sum())} NaN/inf scores for sample {sample.id!r} "
+                         f"(first at row {y}, column {x}: {score[y, x]}); scores must be finite")
+    return score.astype(np.float32, copy=False)
+
+
+def _from_cache(batch: list[Sample], cache: ScoreCache | None, segment_threshold: float | None) -> list[Scored] | None:
+    """The whole batch from the cache, or None if any map (or segment set the stage needs) is missing."""
+    if cache is None:
+        return None
+    scored = []
+    for sample in batch:
+        score = cache.get(sample.id)
+        segments = cache.get_segments(sample.id, segment_threshold) if segment_threshold is not None else None
+        if score is None or (segment_threshold is not None and segments is None):
+            return None
+        scored.append(Scored(sample, score, segments))
+    return scored
+
+
+def _from_method(method: Method, batch: list[Sample], cache: ScoreCache | None,
+                 segment_threshold: float | None) -> tuple[list[Scored], float]:
+    """Scored samples and the seconds the method itself took."""
+    t0 = time.perf_counter()
+    out = method.predict_samples(batch)
+    seconds = time.perf_counter() - t0
+    scored = []
+    for k, sample in enumerate(batch):
+        score = check_scores(method, sample, np.asarray(out.scores[k]))
+        if cache is not None:
+            score = cache.put(sample.id, score)  # metrics see exactly what a resumed run will read back
+        segments = None
+        if segment_threshold is not None:
+            segments = image_segments(sample.id, out.probs[k], sample.label, segment_threshold, score)
+            if cache is not None:
+                cache.put_segments(sample.id, segments, segment_threshold)
+        scored.append(Scored(sample, score, segments))
+    return scored, seconds
+
+
+def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int, progress: bool, desc: str,
+               consumers: list[Consumer], cache: ScoreCache | None = None,
+               segment_threshold: float | None = None) -> tuple[float, int]:
+    """Score every sample once (from the cache where it holds the whole batch) and hand each ``Scored`` to every
+    consumer. ``method=None`` reads the cache only. Returns (seconds in the method, samples read from cache)."""
+    model_seconds, cached = 0.0, 0
+    with tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress) as bar:
+        for batch in batches(dataset, batch_size):
+            scored = _from_cache(batch, cache, segment_threshold)
+            if scored is not None:
+                cached += len(batch)
+            elif method is None:
+                missing = [s.id for s in batch if s.id not in cache] if cache is not None else [s.id for s in batch]
+                raise ScoreError(f"score cache {cache.folder if cache else None} lacks samples {missing[:5]}: run the "
+                                 f"shard(s) that score them first, with the same method, checkpoint and data")
+            else:
+                scored, seconds = _from_method(method, batch, cache, segment_threshold)
+                model_seconds += seconds
+            for item in scored:
+                try:
+                    for consume in consumers:
+                        consume(item)
+                except LabelError as exc:
+                    where = f"{getattr(dataset, 'name', '?')}/{getattr(dataset, 'split', '?')}"
+                    raise LabelError(f"{where} sample {item.sample.id!r}: {exc}") from exc
+            bar.update(len(batch))
+    return model_seconds, cached

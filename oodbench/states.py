@@ -1,0 +1,91 @@
+"""Every metric state one evaluation fills, as one object that consumes scored samples, merges with the
+states of other shards or ranks, and reduces across ``torch.distributed`` processes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metrics.bootstrap import BootstrapCollector
+from .metrics.components import ComponentMetricState
+from .metrics.conventions import ConventionState
+from .metrics.pixel import PixelMetricState
+from .scoring import Consumer, Scored
+from .segments.collector import SegmentCollector
+
+
+@dataclass
+class EvaluationStates:
+    """Pixel state, named conventions, the meta stage's segments, component metrics and the bootstrap."""
+
+    pixel: PixelMetricState = field(default_factory=PixelMetricState)
+    conventions: dict[str, ConventionState] = field(default_factory=dict)
+    segments: SegmentCollector | None = None
+    components: ComponentMetricState | None = None
+    bootstrap: BootstrapCollector | None = None
+
+    def consume(self, item: Scored) -> None:
+        label, score = item.sample.label, item.score
+        self.pixel.update(label, score)
+        for state in self.conventions.values():
+            state.update(label, score)
+        if self.segments is not None and item.segments is not None:
+            self.segments.add(item.segments)
+        frame = self.components.update(label, score) if self.components is not None else None
+        if self.bootstrap is not None and (frame is not None or self.components is None):
+            self.bootstrap.update(label, score, components=frame, image_id=item.sample.id)
+
+    def component_consumer(self) -> Consumer:
+        """Only component sums (and the bootstrap, which needs them): the oracle threshold's second pass."""
+        def consume(item: Scored) -> None:
+            frame = self.components.update(item.sample.label, item.score)
+            if self.bootstrap is not None:
+                self.bootstrap.update(item.sample.label, item.score, components=frame, image_id=item.sample.id)
+        return consume
+
+    def merge(self, other: "EvaluationStates") -> "EvaluationStates":
+        """Add another shard's states (shards in dataset order keep order-dependent states equal to one pass)."""
+        self.pixel.merge(other.pixel)
+        for name, state in self.conventions.items():
+            state.merge(other.conventions[name])
+        for part in ("segments", "components", "bootstrap"):
+            mine, theirs = getattr(self, part), getattr(other, part)
+            if mine is not None and theirs is not None:
+                mine.merge(theirs)
+        return self
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of an initialized torch.distributed group; (0, 1) otherwise."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_merged(states: EvaluationStates, parts: tuple[str, ...] | None = None) -> EvaluationStates:
+    """Every rank's states merged in rank order, on every rank (gloo or nccl); the states themselves when alone.
+    ``parts`` limits the exchange to some fields (e.g. the oracle pass's components and bootstrap)."""
+    rank, size = world()
+    if size == 1:
+        return states
+    import torch.distributed as dist
+
+    payload: dict[str, Any] = {p: getattr(states, p) for p in parts} if parts else {"all": states}
+    gathered: list[Any] = [None] * size
+    dist.all_gather_object(gathered, payload)
+    if not parts:
+        merged = gathered[0]["all"]
+        for other in gathered[1:]:
+            merged.merge(other["all"])
+        return merged
+    for p in parts:
+        first = gathered[0][p]
+        if first is None:
+            continue
+        for other in gathered[1:]:
+            first.merge(other[p])
+        setattr(states, p, first)
+    return states

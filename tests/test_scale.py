@@ -1,0 +1,124 @@
+"""Sharded, merged, resumed and distributed (torchrun-style, gloo) runs give the record of one plain run."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from oodbench.cli import main
+from oodbench.errors import OodbenchError, ScoreError
+from oodbench.methods import create_method
+from oodbench.runner import run
+
+METHOD = "entmax_meta"
+
+
+def _comparable(record: dict) -> dict:
+    """What must not depend on how the work was split: the method, the data and every metric."""
+    return {k: record[k] for k in ("method", "dataset", "metrics")}
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    record, _ = run(METHOD, progress=False, bootstrap=20, cache_root=tmp_path_factory.mktemp("plain_cache"))
+    assert record["scores"] == {**record["scores"], "storage": "float16", "from_cache": 0, "processes": 1}
+    return record
+
+
+def test_shards_then_merge_equal_one_run(plain, tmp_path):
+    cache = tmp_path / "cache"
+    sizes = [run(METHOD, progress=False, bootstrap=20, cache_root=cache, shard=(i, 3))[0]["num_images"]
+             for i in range(3)]
+    assert sizes == [20, 20, 20]
+    merged, _ = run(METHOD, progress=False, bootstrap=20, cache_root=cache, from_cache=True)
+    assert merged["scores"]["from_cache"] == 60
+    assert _comparable(merged) == _comparable(plain)
+
+
+def test_merge_names_the_missing_shard(tmp_path):
+    run("entmax", progress=False, cache_root=tmp_path, shard=(0, 2))
+    with pytest.raises(ScoreError, match=r"lacks samples \[.*\]: run the shard\(s\) that score them first"):
+        run("entmax", progress=False, cache_root=tmp_path, from_cache=True)
+    with pytest.raises(OodbenchError, match="need the score cache"):
+        run("entmax", progress=False, score_cache=False, shard=(1, 2))
+
+
+def test_interrupted_run_resumes_from_the_cache(plain, tmp_path, monkeypatch):
+    method = create_method(METHOD)
+    calls = {"n": 0}
+    predict = type(method).predict
+
+    def flaky(self, images):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return predict(self, images)
+
+    monkeypatch.setattr(type(method), "predict", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run(method, progress=False, bootstrap=20, cache_root=tmp_path, out_dir=tmp_path / "records")
+    assert not (tmp_path / "records").exists()
+    monkeypatch.undo()
+    resumed, _ = run(METHOD, progress=False, bootstrap=20, cache_root=tmp_path)
+    assert resumed["scores"]["from_cache"] == 8  # the two batches of four scored before the interrupt
+    assert _comparable(resumed) == _comparable(plain)
+
+
+def _rank(rank: int, world: int, store: str, cache: str, out: str, home: str) -> None:
+    os.environ["OODBENCH_HOME"] = home
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    try:
+        record, path = run(METHOD, progress=False, bootstrap=20, cache_root=cache, out_dir=out)
+        assert (path is None) == (rank != 0)
+        with open(os.path.join(out, f"rank{rank}.json"), "w") as fh:
+            json.dump(_comparable(record) | {"scores": record["scores"]}, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_give_the_one_process_record(plain, tmp_path):
+    out = tmp_path / "records"
+    out.mkdir()
+    mp.spawn(_rank, args=(2, str(tmp_path / "store"), str(tmp_path / "cache"), str(out), os.environ["OODBENCH_HOME"]),
+             nprocs=2, join=True)
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["scores"]["processes"] == 2 and ranks[0]["scores"]["from_cache"] == 0
+    expected = json.loads(json.dumps(_comparable(plain)))
+    for record in ranks:
+        _close({k: v for k, v in record.items() if k != "scores"}, expected)
+    assert len(list(out.glob("*-*.json"))) == 1  # only rank 0 wrote a record
+
+
+def _close(a, b) -> None:
+    """Nested equality; floats to 1e-12 relative (sums over images are added in another order across ranks)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _close(a[k], b[k])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _close(x, y)
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-15)
+    else:
+        assert a == b
+
+
+def test_cli_shards_and_merge(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OODBENCH_HOME", os.environ["OODBENCH_HOME"])
+    common = ["--method", "entmax", "--quiet", "--no-components", "--out", str(tmp_path / "records")]
+    for i in range(2):
+        assert main(["run", *common, "--shard", f"{i}/2"]) == 0
+        assert f"shard {i}/2: 30 images" in capsys.readouterr().out
+    assert not (tmp_path / "records").exists()
+    assert main(["merge", *common]) == 0
+    (path,) = (tmp_path / "records").glob("*.json")
+    assert json.loads(path.read_text())["scores"]["from_cache"] == 60
+    assert main(["run", *common, "--shard", "2/2"]) == 2
+    assert "i must be in 0..N-1" in capsys.readouterr().err
