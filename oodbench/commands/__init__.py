@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "leaderboard")
 
 
 def register_all(sub) -> None:

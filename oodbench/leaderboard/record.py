@@ -1,7 +1,6 @@
 """Result records: one immutable, content-addressed JSON document per run, with full provenance."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -14,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .digest import DIGESTS_KEY, field_digests, record_digest
+from .validate import RecordError, check_file, validate_record
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # layout of a record: oodbench/leaderboard/record.schema.json
 BENCHMARK_VERSION = 1  # bump whenever a metric definition changes
 
 CONVENTIONS = {
@@ -72,7 +73,9 @@ def _json_safe(obj: Any) -> Any:
 
 def make_record(*, method: dict, dataset: dict, metrics: dict, cost: dict, conventions: dict | None = None,
                 extra: dict | None = None) -> dict[str, Any]:
-    return _json_safe({
+    """A record of one evaluation; ``extra`` adds top-level fields (e.g. the seed). The field digests are
+    added here, so the dict equals what write_record writes and read_record returns."""
+    return seal({
         "schema_version": SCHEMA_VERSION, "benchmark_version": BENCHMARK_VERSION,
         "method": method, "dataset": dataset, "metrics": metrics,
         "conventions": {**CONVENTIONS, **(conventions or {})}, "provenance": provenance(), "cost": cost,
@@ -80,28 +83,53 @@ def make_record(*, method: dict, dataset: dict, metrics: dict, cost: dict, conve
     })
 
 
-def record_digest(record: dict) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True, allow_nan=False).encode()).hexdigest()
+def seal(record: dict) -> dict:
+    """``record`` as strict JSON values with fresh field digests: what write_record writes (call it again
+    after editing a record in memory)."""
+    record = _json_safe({k: v for k, v in record.items() if k != DIGESTS_KEY})
+    return {**record, DIGESTS_KEY: field_digests(record)}
+
+
+def _name_of(section: Any) -> str:
+    return str(section.get("name", "?")) if isinstance(section, dict) else "?"
+
+
+def record_name(record: dict) -> str:
+    """The content-addressed file name: <dataset>-<split>-<method>-<16 hex digits of record_digest>.json."""
+    ds, m = record["dataset"], record["method"]
+    return f"{ds['name']}-{ds['split']}-{m['name']}-{record_digest(record)[:16]}.json"
 
 
 def write_record(record: dict, out_dir: str | Path) -> Path:
-    """Write ``record`` under a name derived from its content; never rewrites an existing file."""
+    """Validate ``record`` against the schema and write it under a name derived from its content; never
+    rewrites an existing file (an identical record already there is kept; a different one is an error)."""
+    record = seal(record)
     out_dir = Path(out_dir)
+    validate_record(record, str(out_dir / f"(new record of {_name_of(record.get('method'))} on "
+                                          f"{_name_of(record.get('dataset'))})"))
+    path = out_dir / record_name(record)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ds, m = record["dataset"], record["method"]
-    path = out_dir / f"{ds['name']}-{ds['split']}-{m['name']}-{record_digest(record)[:16]}.json"
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".record-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)
             f.write("\n")
-        os.link(tmp, path)  # fails rather than overwrite; identical content means identical name
-    except FileExistsError:
-        pass
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # atomic, and fails rather than overwrite; identical content means identical name
+    except FileExistsError:  # the name is the content's, so the file there is this record unless it was edited
+        try:
+            same = read_record(path) == record
+        except RecordError as exc:
+            raise RecordError(str(path), exc.problems + [("(file)", "holds this name but was edited; not overwritten, "
+                                                                    "move it away and write again")]) from None
+        if not same:
+            raise RecordError(str(path), [("(file)", "holds different content under this name; not overwritten")])
     finally:
         os.unlink(tmp)
     return path
 
 
 def read_record(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """One record file, checked against the schema and its content address (RecordError names the field)."""
+    return check_file(path)
