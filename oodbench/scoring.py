@@ -2,6 +2,8 @@
 stage's per-image segments, and the score cache that lets a pass resume or skip the model."""
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -50,11 +52,45 @@ def _size(sample: Sample) -> tuple[int, ...]:
     return sample.label.shape if sample.label is not None else sample.image.shape[:2]
 
 
+def prefetched(dataset: Sequence[Sample], depth: int = 8) -> Iterator[Sample]:
+    """The samples in order, decoded by a background thread up to ``depth`` ahead, so that reading and decoding
+    files overlaps the model (decoders and numpy release the GIL). Errors surface in the caller, at their sample."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def load() -> None:
+        try:
+            for i in range(len(dataset)):
+                item: object = dataset[i]
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
+            ready.put(exc)
+            return
+        ready.put(done)
+
+    worker = threading.Thread(target=load, name="oodbench-prefetch", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def batches(dataset: Sequence[Sample], batch_size: int) -> Iterator[list[Sample]]:
-    """Consecutive samples of equal image size, at most ``batch_size`` at a time."""
+    """Consecutive samples of equal image size, at most ``batch_size`` at a time (loaded ahead in a thread)."""
     batch: list[Sample] = []
-    for i in range(len(dataset)):
-        sample = dataset[i]
+    for sample in prefetched(dataset):
         if batch and (len(batch) == batch_size or _size(batch[0]) != _size(sample)):
             yield batch
             batch = []
