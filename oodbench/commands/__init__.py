@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMANDS = ("train", "leaderboard")
+COMMANDS = ("train", "leaderboard", "validate_plugin")
 
 
 def register_all(sub) -> None:
