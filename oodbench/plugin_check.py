@@ -12,7 +12,7 @@ import numpy as np
 
 from .data.base import DATASETS, Sample
 from .methods.base import META_SUFFIX, METHODS, Method, MethodOutput
-from .runner import batches as runner_batches
+from .scoring import batches as runner_batches
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MARKS = {OK: "✅", WARN: "⚠️ ", FAIL: "❌", SKIP: "➖"}

@@ -15,7 +15,7 @@ from .metrics.components import ComponentMetricState
 from .metrics.conventions import create_convention
 from .metrics.pixel import PixelMetricState
 from .score_cache import STORAGE, ScoreCache, cache_key
-from .scoring import Shard, batches, check_scores, score_pass  # noqa: F401  (re-exported: the runner's API)
+from .scoring import Shard, score_pass
 from .segments.collector import SegmentCollector
 from .states import EvaluationStates, all_merged, world
 from .thresholds import ThresholdPolicy
@@ -41,7 +41,7 @@ def _split_info(ds: Dataset, deep: bool) -> dict[str, Any]:
             "fingerprint_kind": _fingerprint_kind(deep)}
 
 
-def _cache_for(m: Method, method_info: dict, ds: Dataset, opts: dict, enabled: bool,
+def score_cache_for(m: Method, method_info: dict, ds: Dataset, opts: dict, enabled: bool,
                root: str | Path | None) -> ScoreCache | None:
     if not enabled or not getattr(m, "cacheable", False):
         return None
@@ -111,7 +111,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
 
     def other_split(name: str, purpose: str) -> tuple[Dataset, PixelMetricState]:
         other = DATASETS.create(dataset, root=data_root, split=name, **opts)
-        cache = _cache_for(m, method_info, other, opts, score_cache, cache_root)
+        cache = score_cache_for(m, method_info, other, opts, score_cache, cache_root)
         return other, _pixel_pass(scorer, other, batch_size, progress, f"{purpose} on {name}", cache)
 
     stage = m.segment_stage
@@ -130,7 +130,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
             comp_extra = {"validation": _split_info(val, deep_fingerprint)}
         comp_threshold = policy.choose(val_state)
 
-    cache = _cache_for(m, method_info, ds, opts, score_cache, cache_root)
+    cache = score_cache_for(m, method_info, ds, opts, score_cache, cache_root)
     rank, size = world()
     part = Shard(ds, *shard) if shard is not None else Shard(ds, rank, size) if size > 1 else ds
     track = track or ds.component_track

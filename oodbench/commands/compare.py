@@ -1,0 +1,58 @@
+"""`oodbench compare`: fresh records against the committed CI baseline; a Markdown table for a pull request and
+a non-zero exit on a regression beyond tolerance. ``--write-baseline`` creates or updates the baseline."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import OodbenchError
+
+DEFAULT_BASELINE = "leaderboard/ci/baseline.json"
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..leaderboard import compare as cmp
+
+    sources = list(args.record) + ([args.records] if args.records else [])
+    if not sources:
+        raise OodbenchError("give records to compare: --records DIR or RECORD.json files")
+    records = cmp.load_records(sources)
+    if not records:
+        raise OodbenchError(f"no records found in {', '.join(map(str, sources))}")
+    if args.write_baseline:
+        data = cmp.write_baseline(args.baseline, records, replace=args.replace)
+        print(f"baseline {args.baseline}: {len(records)} entr{'y' if len(records) == 1 else 'ies'} written "
+              f"({len(data['entries'])} in all): {', '.join(sorted(records))}")
+        return 0
+    tolerances = cmp.parse_tolerances(args.tolerance)
+    baseline = cmp.read_baseline(args.baseline)
+    rows = cmp.compare(baseline, records, tolerances)
+    notes = cmp.provenance_notes(baseline, records, rows)
+    text = cmp.markdown(rows, tolerances, notes, allow_missing=args.allow_missing)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text)
+    bad = cmp.failed(rows, allow_missing=args.allow_missing)
+    if bad:
+        print("oodbench compare: regression against the baseline (see the table); if the change is intended, "
+              f"update it with `oodbench compare --write-baseline --baseline {args.baseline} ...`", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def register(sub) -> None:
+    """Add ``compare`` to an argparse subparsers object."""
+    c = sub.add_parser("compare", help="compare records with the CI baseline (Markdown table; exit 1 on a regression)")
+    c.add_argument("record", nargs="*", metavar="RECORD.json", help="record files")
+    c.add_argument("--records", default=None, metavar="DIR", help="folder of records (*.json)")
+    c.add_argument("--baseline", default=DEFAULT_BASELINE, metavar="FILE", help=f"default {DEFAULT_BASELINE}")
+    c.add_argument("--tolerance", action="append", default=[], metavar="METRIC=ABS",
+                   help="absolute tolerance of a metric, as a fraction for rates (ap=0.01 is one point) or a "
+                        "count (fp_after=2); defaults: rates 0.005, counts 0")
+    c.add_argument("--allow-missing", action="store_true",
+                   help="baseline entries without a record do not fail the check")
+    c.add_argument("--output", default=None, metavar="FILE", help="also write the Markdown table here")
+    c.add_argument("--write-baseline", action="store_true",
+                   help="write the records' metrics into the baseline instead of comparing")
+    c.add_argument("--replace", action="store_true", help="with --write-baseline: drop entries not in the records")
+    c.set_defaults(func=cmd_compare)
