@@ -74,13 +74,21 @@ def _print_result(record: dict, path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import parse_shard, run
+    from .training.distributed import init_distributed, shutdown
 
     shard = parse_shard(getattr(args, "shard", None))
-    record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
-                       out_dir=args.out, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-                       dataset_options=parse_options(args.option), meta_protocol=args.meta_protocol,
-                       deep_fingerprint=args.deep, checkpoint=args.checkpoint, score_cache=not args.no_score_cache,
-                       shard=shard, from_cache=args.command == "merge", **_metric_options(args))
+    ctx = init_distributed()  # under torchrun: join the group; ranks score blocks and merge their states
+    try:
+        record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
+                           out_dir=args.out, seed=args.seed, batch_size=args.batch_size,
+                           progress=not args.quiet and ctx.rank == 0, dataset_options=parse_options(args.option),
+                           meta_protocol=args.meta_protocol, deep_fingerprint=args.deep, checkpoint=args.checkpoint,
+                           score_cache=not args.no_score_cache, shard=shard, from_cache=args.command == "merge",
+                           **_metric_options(args))
+    finally:
+        shutdown(ctx)
+    if ctx.rank != 0:
+        return 0
     if shard is not None:
         print(f"shard {shard[0]}/{shard[1]}: {record['num_images']} images, {record['scored']} scored, "
               f"{record['from_cache']} already cached in {record['score_cache']['folder']}; when every shard is done, "

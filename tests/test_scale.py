@@ -122,3 +122,21 @@ def test_cli_shards_and_merge(tmp_path, monkeypatch, capsys):
     assert json.loads(path.read_text())["scores"]["from_cache"] == 60
     assert main(["run", *common, "--shard", "2/2"]) == 2
     assert "i must be in 0..N-1" in capsys.readouterr().err
+
+
+def test_torchrun_cli(plain, tmp_path):
+    """The real launcher: two CPU processes, gloo, one record equal to the plain run's."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "records"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "oodbench.cli", "run", "--method", METHOD, "--bootstrap", "20", "--quiet", "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("record:") == 1  # rank 0 alone reports
+    (path,) = out.glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["scores"]["processes"] == 2
+    _close(_comparable(record), json.loads(json.dumps(_comparable(plain))))
