@@ -131,3 +131,18 @@ def test_cli_checkpoint_flag(tiny_cards, laf, tmp_path, capsys):
     assert json.loads(path.read_text())["method"]["model_info"]["local_override"] is True
     assert main(["run", "--method", "entmax", "--checkpoint", str(tiny_cards[0]), "--quiet"]) == 2
     assert "embedded benchmark trains and caches its own models" in capsys.readouterr().err
+
+
+def test_mixed_precision_inference_is_recorded_and_close(tmp_path):
+    """bf16 autocast with channels-last on CPU (fp16 on CUDA, the default there) stays close to fp32."""
+    import numpy as np
+
+    from oodbench.data import DATASETS
+
+    images = np.stack([DATASETS.create("synthetic", split="val")[i].image for i in range(2)])
+    full, mixed = create_method("entmax", device="cpu"), create_method("entmax", device="cpu", amp=True)
+    for m in (full, mixed):
+        m.setup(progress=False)
+    assert full.config()["precision"] == "fp32" and mixed.config()["precision"] == "bf16-autocast"
+    a, b = full.predict(images).scores, mixed.predict(images).scores
+    assert a.dtype == b.dtype == np.float32 and np.abs(a - b).mean() < 0.02

@@ -33,13 +33,15 @@ class ModelScoreMethod(Method):
         return {"score_code": hashlib.sha256(code.encode()).hexdigest()}
 
     def __init__(self, name: str, score_name: str, stage: str, card: str, seed: int = 0,
-                 checkpoint: str | Path | None = None, device: str | None = None):
+                 checkpoint: str | Path | None = None, device: str | None = None, amp: bool | None = None):
         self.name = name
         self.score_name = score_name
         self.score_fn = SCORES.get(score_name)
         self.stage, self.card, self.seed, self.checkpoint = stage, card, seed, checkpoint
         self.domain = "embedded"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # mixed precision (fp16 on CUDA, bf16 on CPU) and channels-last; by default on a GPU only
+        self.amp = self.device.type == "cuda" if amp is None else amp
         self.model: nn.Module | None = None
         self.model_info: dict[str, Any] = {}
 
@@ -74,7 +76,12 @@ class ModelScoreMethod(Method):
         if self.model is None:
             raise RuntimeError(f"method {self.name!r}: call setup() before predict()")
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float()
-        logits = self.model(x)
+        if self.amp:
+            dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+            with torch.autocast(self.device.type, dtype=dtype):
+                logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
+        else:
+            logits = self.model(x)
         scores = self.score_fn(logits).float().cpu().numpy()
         if self.segment_stage is None:
             return MethodOutput(scores=scores)
@@ -83,6 +90,7 @@ class ModelScoreMethod(Method):
     def config(self) -> dict[str, Any]:
         stage = self.segment_stage
         return {"name": self.name, "score": self.score_name, "model": self.model_label,
+                "precision": ("fp16" if self.device.type == "cuda" else "bf16") + "-autocast" if self.amp else "fp32",
                 "card": None if self.domain == "embedded" else self.card,
                 "segment_stage": None if stage is None else vars(stage)}
 
@@ -107,8 +115,8 @@ def load_card_model(card: str, checkpoint: str | Path | None, progress: bool) ->
 
 
 def model_score_method(name: str, score: str, stage: str, card: str, seed: int = 0, device: str | None = None,
-                       checkpoint: str | Path | None = None, **_: Any) -> ModelScoreMethod:
-    return ModelScoreMethod(name, score, stage, card, seed=seed, checkpoint=checkpoint, device=device)
+                       checkpoint: str | Path | None = None, amp: bool | None = None, **_: Any) -> ModelScoreMethod:
+    return ModelScoreMethod(name, score, stage, card, seed=seed, checkpoint=checkpoint, device=device, amp=amp)
 
 
 def baseline_score_method(score: str, **kwargs: Any) -> ModelScoreMethod:
