@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import resource
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -97,14 +98,15 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     if ds.label_kind != "ood":
         raise ValueError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
                          f"choose an OoD benchmark (`oodbench list datasets`)")
-    if (shard is not None or from_cache) and not score_cache:
-        raise OodbenchError("sharded runs and merging need the score cache; drop --no-score-cache")
     policy = ThresholdPolicy.parse(threshold) if components else None
     named = {name: create_convention(name) for name in dict.fromkeys(conventions)}
     m = _create(method, seed, checkpoint) if isinstance(method, str) else method
     bind = getattr(m, "bind", None)
     if bind is not None:
         bind(ds)
+    if (shard is not None or from_cache) and not (score_cache and getattr(m, "cacheable", False)):
+        raise OodbenchError(f"method {m.name!r}: sharded runs and merging need the score cache; drop --no-score-cache"
+                            f"{'' if getattr(m, 'cacheable', False) else ', and give the method cacheable = True once its config() identifies its maps'}")
     method_info = m.setup(progress=progress)
     setup_seconds = time.perf_counter() - start
     scorer = None if from_cache else m
@@ -139,21 +141,24 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         conventions=named, segments=SegmentCollector() if stage is not None else None,
         components=ComponentMetricState.for_track(comp_threshold, track) if comp_threshold is not None else None,
         bootstrap=BootstrapCollector() if bootstrap > 0 and not oracle else None)
-    model_seconds, cached = score_pass(scorer, part, batch_size, progress, f"{m.name} on {dataset}/{split}",
-                                       [states.consume], cache, seg_threshold)
+    with tempfile.TemporaryDirectory(prefix="oodbench-scores-") as scratch:
+        # without a cache, the oracle pass reads this run's own float32 maps instead of running the model again
+        pass_cache = cache or (ScoreCache("pass", scratch, dtype="float32") if oracle else None)
+        model_seconds, cached = score_pass(scorer, part, batch_size, progress, f"{m.name} on {dataset}/{split}",
+                                           [states.consume], pass_cache, seg_threshold)
+        if shard is None:
+            states = all_merged(states)
+            if oracle:
+                comp_threshold, best_f1 = policy.choose(states.pixel), states.pixel.threshold_at_best_f1()[1]
+                comp_extra = {"pixel_f1": best_f1}
+                states.components = ComponentMetricState.for_track(comp_threshold, track)
+                states.bootstrap = BootstrapCollector() if bootstrap > 0 else None
+                score_pass(None, part, batch_size, progress, "components at the oracle threshold",
+                           [states.component_consumer()], pass_cache)
+                states = all_merged(states, ("components", "bootstrap"))
     if shard is not None:
         return {"shard": list(shard), "num_images": len(part), "scored": len(part) - cached, "from_cache": cached,
                 "score_cache": cache.describe()}, None
-    states = all_merged(states)
-    if oracle:
-        comp_threshold, best_f1 = policy.choose(states.pixel), states.pixel.threshold_at_best_f1()[1]
-        comp_extra = {"pixel_f1": best_f1}
-        states.components = ComponentMetricState.for_track(comp_threshold, track)
-        states.bootstrap = BootstrapCollector() if bootstrap > 0 else None
-        seconds, _ = score_pass(scorer, part, batch_size, progress, "components at the oracle threshold",
-                                [states.component_consumer()], cache)
-        model_seconds += seconds
-        states = all_merged(states, ("components", "bootstrap"))
     metrics: dict[str, Any] = {"pixel": states.pixel.compute(), "curves": states.pixel.curves()}
     if named:
         metrics["conventions"] = {name: c.compute() for name, c in states.conventions.items()}

@@ -1,6 +1,7 @@
-"""Content-addressed cache of score maps: float16 ``<id>.npy`` files under a key made of the method's
-configuration, its checkpoint and the dataset split's fingerprint. It lets an interrupted run resume, a second
-pass (components at the oracle threshold) skip the model, and shards of one run share their scores."""
+"""Content-addressed cache of score maps: float16 ``<id>.npz`` files under a key made of the method's
+configuration and code, its checkpoint, the oodbench version and the dataset split's fingerprint; each map also
+carries a digest of the image it was computed from, so an edited frame is scored again. It lets an interrupted
+run resume, a second pass (components at the oracle threshold) skip the model, and shards share their scores."""
 from __future__ import annotations
 
 import hashlib
@@ -22,25 +23,34 @@ STORAGE = "float16"  # what SegmentMeIfYouCan stores; records that use cached sc
 def cache_key(method_config: dict[str, Any], checkpoint_sha256: str | None, dataset: str, split: str,
               fingerprint: str, options: dict[str, Any]) -> str:
     """sha256 over everything that determines the score maps (a changed checkpoint or data gives a new key)."""
+    from . import __version__
+
     blob = json.dumps({"method": method_config, "checkpoint": checkpoint_sha256, "dataset": dataset, "split": split,
-                       "fingerprint": fingerprint, "options": options, "storage": STORAGE},
+                       "fingerprint": fingerprint, "options": options, "storage": STORAGE, "oodbench": __version__},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class ScoreCache:
-    """One key's folder: ``put`` writes atomically (a crash leaves no partial map), ``get`` returns None on a miss."""
+def image_digest(image: np.ndarray | None) -> str:
+    """A cheap content digest of the frame a map was computed from ('' for label-only samples)."""
+    if image is None:
+        return ""
+    return hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).hexdigest()
 
-    def __init__(self, key: str, root: str | Path | None = None):
-        self.key = key
-        self.folder = Path(root) if root is not None else home() / "score_cache"
+
+class ScoreCache:
+    """One key's folder: ``put`` writes atomically (a crash leaves no partial map), ``get`` returns None on a miss
+    (absent, or computed from another image). ``dtype``: float16 (the persistent cache) or float32 (exact)."""
+
+    def __init__(self, key: str, root: str | Path | None = None, dtype: str = STORAGE):
+        self.key, self.dtype = key, np.dtype(dtype)
+        if root is None:
+            root = os.environ.get("OODBENCH_SCORE_CACHE") or home() / "score_cache"
+        self.folder = Path(root)
         self.folder = self.folder / key[:2] / key
 
     def _path(self, sample_id: str) -> Path:
-        return self.folder / f"{sample_id}.npy"
-
-    def __contains__(self, sample_id: str) -> bool:
-        return self._path(sample_id).is_file()
+        return self.folder / f"{sample_id}.npz"
 
     def _write(self, path: Path, write) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -53,14 +63,15 @@ class ScoreCache:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def put(self, sample_id: str, score: np.ndarray) -> np.ndarray:
-        """Store the map as float16; return it as read back (float32 of the float16 values)."""
+    def put(self, sample_id: str, score: np.ndarray, image: np.ndarray | None) -> np.ndarray:
+        """Store the map in the cache's dtype with the image's digest; return it as read back (float32)."""
         with np.errstate(over="ignore"):
-            stored = np.asarray(score, dtype=np.float16)
+            stored = np.asarray(score, dtype=self.dtype)
         if not np.isfinite(stored).all():
             raise ScoreError(f"sample {sample_id!r}: scores overflow float16 (|score| > 65504) and cannot be cached; "
                              f"rescale the score or run with --no-score-cache")
-        self._write(self._path(sample_id), lambda fh: np.save(fh, stored))
+        digest = np.array(image_digest(image))
+        self._write(self._path(sample_id), lambda fh: np.savez(fh, score=stored, image=digest))
         return stored.astype(np.float32)
 
     def put_segments(self, sample_id: str, item: ImageSegments, threshold: float) -> None:
@@ -82,15 +93,17 @@ class ScoreCache:
         except (ValueError, OSError, EOFError, KeyError) as exc:
             raise ScoreError(f"{path}: unreadable cached segments ({exc}); delete it to recompute") from exc
 
-    def get(self, sample_id: str) -> np.ndarray | None:
+    def get(self, sample_id: str, image: np.ndarray | None) -> np.ndarray | None:
         path = self._path(sample_id)
         if not path.is_file():
             return None
         try:
-            score = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["image"]) != image_digest(image):
+                    return None  # the frame changed since: score it again
+                return z["score"].astype(np.float32)
+        except (ValueError, OSError, EOFError, KeyError) as exc:
             raise ScoreError(f"{path}: unreadable cached score map ({exc}); delete it to recompute") from exc
-        return score.astype(np.float32)
 
     def describe(self) -> dict[str, Any]:
-        return {"key": self.key, "folder": str(self.folder), "storage": STORAGE}
+        return {"key": self.key, "folder": str(self.folder), "storage": str(self.dtype)}

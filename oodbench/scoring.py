@@ -59,22 +59,25 @@ def prefetched(dataset: Sequence[Sample], depth: int = 8) -> Iterator[Sample]:
     stop = threading.Event()
     done = object()
 
+    def hand_over(item: object) -> bool:
+        """Queue ``item`` unless the caller stopped listening; False once it has."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def load() -> None:
         try:
             for i in range(len(dataset)):
-                item: object = dataset[i]
-                while not stop.is_set():
-                    try:
-                        ready.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(dataset[i]):
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises it
-            ready.put(exc)
+            hand_over(exc)
             return
-        ready.put(done)
+        hand_over(done)
 
     worker = threading.Thread(target=load, name="oodbench-prefetch", daemon=True)
     worker.start()
@@ -119,7 +122,7 @@ def _from_cache(batch: list[Sample], cache: ScoreCache | None, segment_threshold
         return None
     scored = []
     for sample in batch:
-        score = cache.get(sample.id)
+        score = cache.get(sample.id, sample.image)
         segments = cache.get_segments(sample.id, segment_threshold) if segment_threshold is not None else None
         if score is None or (segment_threshold is not None and segments is None):
             return None
@@ -137,7 +140,7 @@ def _from_method(method: Method, batch: list[Sample], cache: ScoreCache | None,
     for k, sample in enumerate(batch):
         score = check_scores(method, sample, np.asarray(out.scores[k]))
         if cache is not None:
-            score = cache.put(sample.id, score)  # metrics see exactly what a resumed run will read back
+            score = cache.put(sample.id, score, sample.image)  # metrics see exactly what a resumed run will read back
         segments = None
         if segment_threshold is not None:
             segments = image_segments(sample.id, out.probs[k], sample.label, segment_threshold, score)
@@ -159,9 +162,11 @@ def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int
             if scored is not None:
                 cached += len(batch)
             elif method is None:
-                missing = [s.id for s in batch if s.id not in cache] if cache is not None else [s.id for s in batch]
-                raise ScoreError(f"score cache {cache.folder if cache else None} lacks samples {missing[:5]}: run the "
-                                 f"shard(s) that score them first, with the same method, checkpoint and data")
+                missing = [s.id for s in batch if cache.get(s.id, s.image) is None
+                           or (segment_threshold is not None and cache.get_segments(s.id, segment_threshold) is None)]
+                raise ScoreError(f"score cache {cache.folder} lacks samples {missing[:5]} (maps, or segments at "
+                                 f"threshold {segment_threshold}): run the shard(s) that score them first, with the "
+                                 f"same method, checkpoint, data and options")
             else:
                 scored, seconds = _from_method(method, batch, cache, segment_threshold)
                 model_seconds += seconds

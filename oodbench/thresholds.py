@@ -29,12 +29,15 @@ class ThresholdPolicy:
     @classmethod
     def parse(cls, text: str | float) -> "ThresholdPolicy":
         """``0.5`` | ``oracle`` | ``SPLIT`` or ``SPLIT:RULE`` (rule ``best_f1`` or ``tpr95``), e.g. ``val:tpr95``."""
-        if isinstance(text, (int, float)):
-            return cls("given", value=float(text))
         try:
-            return cls("given", value=float(text))
+            value = float(text)
         except ValueError:
-            pass
+            value = None
+        if value is not None:
+            if not np.isfinite(value):
+                raise OodbenchError(f"threshold {text!r}: give a finite number")
+            return cls("given", value=value)
+        text = str(text)
         if text == "oracle":
             return cls("oracle")
         split, _, rule = text.partition(":")
@@ -55,6 +58,10 @@ class ThresholdPolicy:
             edge = state.threshold_at_tpr(0.95)
         else:
             edge = state.threshold_at_best_f1()[0]
+        if not np.isfinite(edge):
+            where = f"split {self.split!r}" if self.kind == "validation" else "the evaluated split"
+            raise OodbenchError(f"no component threshold: {where} has no OoD pixels to choose one from; give a "
+                                f"number (--threshold 0.5) or another split")
         # the state selects score >= edge; components predict score > t (SegmentMeIfYouCan), so t sits just below
         return float(np.nextafter(np.float32(edge), np.float32(-np.inf)))
 

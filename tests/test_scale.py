@@ -41,7 +41,7 @@ def test_shards_then_merge_equal_one_run(plain, tmp_path):
 
 def test_merge_names_the_missing_shard(tmp_path):
     run("entmax", progress=False, cache_root=tmp_path, shard=(0, 2))
-    with pytest.raises(ScoreError, match=r"lacks samples \[.*\]: run the shard\(s\) that score them first"):
+    with pytest.raises(ScoreError, match=r"lacks samples \[.*\] \(maps, or segments.*\): run the shard\(s\) that score"):
         run("entmax", progress=False, cache_root=tmp_path, from_cache=True)
     with pytest.raises(OodbenchError, match="need the score cache"):
         run("entmax", progress=False, score_cache=False, shard=(1, 2))
@@ -111,11 +111,11 @@ def _close(a, b) -> None:
 
 
 def test_cli_shards_and_merge(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("OODBENCH_HOME", os.environ["OODBENCH_HOME"])
+    monkeypatch.setenv("OODBENCH_SCORE_CACHE", str(tmp_path / "cache"))
     common = ["--method", "entmax", "--quiet", "--no-components", "--out", str(tmp_path / "records")]
     for i in range(2):
         assert main(["run", *common, "--shard", f"{i}/2"]) == 0
-        assert f"shard {i}/2: 30 images" in capsys.readouterr().out
+        assert f"shard {i}/2: 30 images, 30 scored, 0 already cached" in capsys.readouterr().out
     assert not (tmp_path / "records").exists()
     assert main(["merge", *common]) == 0
     (path,) = (tmp_path / "records").glob("*.json")
@@ -129,7 +129,7 @@ def test_torchrun_cli(plain, tmp_path):
     import subprocess
     import sys
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OODBENCH_SCORE_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "records"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "oodbench.cli", "run", "--method", METHOD, "--bootstrap", "20", "--quiet", "--out", str(out)]
@@ -138,5 +138,19 @@ def test_torchrun_cli(plain, tmp_path):
     assert done.stdout.count("record:") == 1  # rank 0 alone reports
     (path,) = out.glob("*.json")
     record = json.loads(path.read_text())
-    assert record["scores"]["processes"] == 2
+    assert record["scores"]["processes"] == 2 and record["scores"]["from_cache"] == 0
     _close(_comparable(record), json.loads(json.dumps(_comparable(plain))))
+
+
+def test_an_edited_frame_is_scored_again(tmp_path):
+    from oodbench.data import DATASETS
+    from oodbench.score_cache import ScoreCache
+
+    sample = DATASETS.create("synthetic", split="val")[0]
+    cache = ScoreCache("k", tmp_path)
+    stored = cache.put(sample.id, sample.image[..., 0] / 255.0, sample.image)
+    assert stored.dtype == "float32" and (cache.get(sample.id, sample.image) == stored).all()
+    edited = sample.image.copy()
+    edited[0, 0, 0] ^= 1
+    assert cache.get(sample.id, edited) is None
+    assert not list(tmp_path.rglob("*.part"))

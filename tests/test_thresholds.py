@@ -170,3 +170,20 @@ def test_named_conventions_next_to_canonical(scenes, tmp_path):
     assert named["hist100"]["convention"] == "hist100" and "meta-ood" in named["hist100"]["description"]
     with pytest.raises(OodbenchError, match="unknown convention 'hist10'.*hist100"):
         run(Red(), dataset="folder", data_root=scenes, progress=False, conventions=["hist10"])
+
+
+def test_oracle_pass_reuses_the_first_pass_maps(scenes, monkeypatch):
+    calls = []
+    monkeypatch.setattr(Red, "predict", lambda self, images: calls.append(len(images)) or
+                        MethodOutput(images[..., 0].astype(np.float32) / 255))
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, track="obstacle")
+    assert sum(calls) == 3 and record["scores"]["storage"] == "float32"  # one model pass for 3 frames
+    assert record["metrics"]["components"]["f1_mean"] == 1.0
+
+
+def test_unusable_thresholds_are_refused(scenes):
+    for bad in ("nan", "inf"):
+        with pytest.raises(OodbenchError, match="give a finite number"):
+            ThresholdPolicy.parse(bad)
+    with pytest.raises(OodbenchError, match=r"sharded runs and merging need the score cache.*cacheable = True"):
+        run(Red(), dataset="folder", data_root=scenes, progress=False, shard=(0, 2))

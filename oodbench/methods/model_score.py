@@ -25,12 +25,10 @@ class ModelScoreMethod(Method):
     cacheable = True
 
     def cache_identity(self) -> dict[str, Any]:
-        """What else determines the maps: the score function's code (a fixed bug must not read stale maps)."""
-        try:
-            code = inspect.getsource(self.score_fn)
-        except (OSError, TypeError):
-            code = repr(self.score_fn.__code__.co_code) if hasattr(self.score_fn, "__code__") else repr(self.score_fn)
-        return {"score_code": hashlib.sha256(code.encode()).hexdigest()}
+        """What else determines the maps: the code of the score function, of this class and of the model's module
+        (a fixed bug must not read stale maps)."""
+        parts = [self.score_fn, type(self)] + ([inspect.getmodule(type(self.model))] if self.model is not None else [])
+        return {"code": hashlib.sha256("".join(_source(p) for p in parts).encode()).hexdigest()}
 
     def __init__(self, name: str, score_name: str, stage: str, card: str, seed: int = 0,
                  checkpoint: str | Path | None = None, device: str | None = None, amp: bool | None = None):
@@ -93,6 +91,13 @@ class ModelScoreMethod(Method):
                 "precision": ("fp16" if self.device.type == "cuda" else "bf16") + "-autocast" if self.amp else "fp32",
                 "card": None if self.domain == "embedded" else self.card,
                 "segment_stage": None if stage is None else vars(stage)}
+
+
+def _source(obj: Any) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return repr(getattr(obj, "__code__", obj))
 
 
 def load_card_model(card: str, checkpoint: str | Path | None, progress: bool) -> tuple[nn.Module, dict[str, Any]]:
