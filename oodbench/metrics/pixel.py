@@ -1,4 +1,4 @@
-"""Pooled pixel-level OoD metrics (AUROC, AP, FPR95): a mergeable histogram state and an exact function.
+"""Pooled pixel-level OoD metrics (AUROC, AP, FPR95): a mergeable bounded-memory state and an exact function.
 
 Conventions (DESIGN.md): labels 0 = in-distribution, 1 = OoD (the positive class), 255 = ignore;
 higher score = more OoD; metrics are pooled over every non-ignored pixel. AP is scikit-learn's
@@ -16,49 +16,41 @@ import numpy as np
 
 from ..data.base import ID_LABEL, IGNORE_LABEL, OOD_LABEL
 from ..errors import LabelError, ScoreError
+from .key_hist import KeyHistogram
 
 __all__ = ["PixelMetricState", "pixel_metrics"]
 
-_SIGN = np.uint32(0x80000000)
-_NEG_FINITE_KEY = 0x00800000  # keys below it: -inf and negative NaNs
-_POS_NONFINITE_KEY = 0xFF800000  # keys from it up: +inf and positive NaNs
 
-
-def _monotone_keys(x: np.ndarray, shift: int) -> np.ndarray:
-    """float32 -> top ``32 - shift`` bits of a uint key whose order is the float order (as intp)."""
-    bits = x.view(np.uint32)
-    key = (x.view(np.int32) >> 31).view(np.uint32)  # all ones for negatives, zero otherwise
-    key |= _SIGN
-    key ^= bits  # negatives: every bit flipped; non-negatives: sign bit set
-    key >>= np.uint32(shift)
-    return key.astype(np.intp)
-
-
-def _float_of_key(key: int) -> float:
-    """Inverse of the untruncated monotone key."""
-    bits = key ^ 0x80000000 if key >= 0x80000000 else ~key & 0xFFFFFFFF
-    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
-
-
-def _split(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one labelled score map and return the scores of its positive and negative pixels."""
+def _flat_pair(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores as flat arrays of one shape, or a ScoreError that names the fix."""
     labels, scores = np.asarray(labels), np.asarray(scores)
     if labels.shape != scores.shape:
         raise ScoreError(
             f"labels shape {labels.shape} != scores shape {scores.shape}: compute the score map at "
             "label resolution (resize the scores, never the labels)"
         )
-    flat_l, flat_s = labels.reshape(-1), scores.reshape(-1)
-    is_pos, is_neg = flat_l == OOD_LABEL, flat_l == ID_LABEL
-    n_pos, n_neg = int(np.count_nonzero(is_pos)), int(np.count_nonzero(is_neg))
+    return labels.reshape(-1), scores.reshape(-1)
+
+
+def _check_labels(flat_l: np.ndarray, ignore_index: int) -> tuple[int, int]:
+    """(number of OoD, number of in-distribution pixels); LabelError if any label is none of the three."""
+    n_pos, n_neg = int(np.count_nonzero(flat_l == OOD_LABEL)), int(np.count_nonzero(flat_l == ID_LABEL))
     if n_pos + n_neg + int(np.count_nonzero(flat_l == ignore_index)) != flat_l.size:
-        bad = ~(is_pos | is_neg | (flat_l == ignore_index))
+        bad = (flat_l != OOD_LABEL) & (flat_l != ID_LABEL) & (flat_l != ignore_index)
         values = np.unique(flat_l[bad])
         raise LabelError(
             f"labels hold {int(np.count_nonzero(bad))} pixel(s) with values {values[:10].tolist()}"
             f"{' ...' if values.size > 10 else ''}; expected {ID_LABEL} (in-distribution), {OOD_LABEL} "
             f"(OoD) or {ignore_index} (ignore): map the dataset's labels to this encoding first"
         )
+    return n_pos, n_neg
+
+
+def _split(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one labelled score map and return the scores of its positive and negative pixels."""
+    flat_l, flat_s = _flat_pair(labels, scores)
+    _check_labels(flat_l, ignore_index)
+    is_pos, is_neg = flat_l == OOD_LABEL, flat_l == ID_LABEL
     if not np.issubdtype(flat_s.dtype, np.floating):
         flat_s = flat_s.astype(np.float64)
     elif flat_s.dtype == np.float16:
@@ -106,87 +98,106 @@ def _first_reaching(tp: np.ndarray, num_pos: int, tpr: float) -> int:
 
 
 class PixelMetricState:
-    """Mergeable pooled state: positive and negative pixel counts per bin of the monotone float32 key.
+    """Mergeable pooled state: positive and negative pixel counts per bin of the float32 score, in bounded memory.
 
-    The key maps float32 bits to an unsigned int in float order, truncated to its top ``bits`` bits,
-    so the state (2 x 2**bits int64; 16 MiB at bits=20) does not grow with the pixel count. Scores
-    sharing a bin become ties: float16 scores are exact for bits >= 19. float32 scores keep 11
-    mantissa bits at bits=20 (relative step 2**-11); on realistic maps AP and FPR95 then deviate
-    from exact by up to ~1e-3 and AUROC by ~5e-6 (worst for probabilities near 1; each 2 more bits
-    cut that ~4x). Scores squeezed into a narrow band (e.g. all in [0.90, 0.91]) lose far more: use
-    ``pixel_metrics(exact=True)`` or a larger ``bits`` where that matters.
+    Scores are cast to float32 and binned by their bit pattern (``key_hist.KeyHistogram``, at most ~58 MiB):
+    each bin keeps the top r of 32 key bits, r = 32 (one float32 value per bin, so the metrics are exact) where
+    the occupied score range is narrow, e.g. all scores in [0.90, 0.91]; wide ranges get r = 27-29 (probability
+    maps over (0, 1): 29). Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
+    key bits of a bin where that can change a metric. float16 scores are always exact (>= 19 bits over the
+    float16 range). ``bits`` caps r (9..32; ``bits=20`` is the former fixed 20-bit histogram). Merged or sharded
+    states hold the same counts as one state over all pixels, in any order.
     """
 
-    def __init__(self, bits: int = 20):
-        if not 9 <= bits <= 24:
-            raise ValueError(f"bits={bits}: use 9..24 (19 keeps float16 scores exact; 20 is the default)")
+    _histogram = KeyHistogram  # the storage class (tests use one with a smaller budget)
+
+    def __init__(self, bits: int = 32):
+        if not 9 <= bits <= 32:
+            raise ValueError(f"bits={bits}: use 9..32 (32, the default, keeps every float32 score apart "
+                             "where memory allows; 19 and up keep float16 scores exact)")
         self.bits = bits
-        self._shift = 32 - bits
-        self._pos = np.zeros(1 << bits, dtype=np.int64)
-        self._neg = np.zeros(1 << bits, dtype=np.int64)
+        self._hist = self._histogram(bits)
+        self._total = 0
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32)."""
-        lo, hi = _NEG_FINITE_KEY >> self._shift, _POS_NONFINITE_KEY >> self._shift
-        hists = []
-        for part in _split(labels, scores, ignore_index):
-            with np.errstate(over="ignore"):  # overflow to inf is reported below
-                part = part.astype(np.float32, copy=False)
-            hist = np.bincount(_monotone_keys(part, self._shift))
-            if hist[:lo].any() or hist[hi:].any():
-                _raise_nonfinite(labels, scores, ignore_index, float32=True)
-            hists.append(hist)
-        zero_neg = 0x7FFFFFFF >> self._shift  # the bin of -0.0: fold it into +0.0's bin, they are equal
-        for state, hist in zip((self._pos, self._neg), hists):
-            state[: hist.size] += hist
-            state[zero_neg + 1] += state[zero_neg]
-            state[zero_neg] = 0
+        flat_l, flat_s = _flat_pair(labels, scores)
+        n_pos, n_neg = _check_labels(flat_l, ignore_index)
+        if flat_l.dtype != np.uint8 or ignore_index in (ID_LABEL, OOD_LABEL):  # uint8 codes: 0, 1, 2 = ignore
+            flat_l = np.where(flat_l == OOD_LABEL, 1, np.where(flat_l == ID_LABEL, 0, 2)).astype(np.uint8)
+        with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
+            flat_s = np.ascontiguousarray(flat_s, dtype=np.float32)
+        self._reserve(n_pos + n_neg)
+        if not self._hist.add(flat_s, flat_l):
+            _raise_nonfinite(labels, scores, ignore_index, float32=True)
+        self._total += n_pos + n_neg
+
+    def _reserve(self, n: int) -> None:
+        """Switch to int64 counts before the state would hold more pixels than int32 counts allow."""
+        if self._total + n > self._hist.narrow_limit:
+            self._hist.widen()
 
     def merge(self, other: "PixelMetricState") -> "PixelMetricState":
         """Add another state (another image set, shard or process) in place; return self."""
-        if not isinstance(other, PixelMetricState) or other.bits != self.bits:
-            raise ValueError(f"cannot merge {other!r} into a PixelMetricState with bits={self.bits}")
-        self._pos += other._pos
-        self._neg += other._neg
+        if type(other) is not type(self) or other.bits != self.bits:
+            raise ValueError(f"cannot merge {other!r} into a {type(self).__name__} with bits={self.bits}")
+        self._add_entries(other._hist.entries())
         return self
 
-    def _descending(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        bins = np.flatnonzero(self._pos | self._neg)[::-1]
-        return bins, self._pos[bins], self._neg[bins]
+    def _add_entries(self, entries: tuple) -> None:
+        """Add (hi, sub, e, pos, neg) bin counts of another state or a state_dict."""
+        hi, _, _, pos, neg = entries
+        n = int(pos.sum() + neg.sum())
+        self._reserve(n)
+        self._hist.occupy(np.unique(hi), canonical=True)  # not finer than the entries: they are canonical
+        self._hist.scatter(*entries)
+        self._total += n
+
+    def _descending(self, edges: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """(lowest key, positives, negatives) per nonzero bin in descending score order (keys None if not asked)."""
+        neg, pos, first = self._hist.folded_counts()
+        nz = np.flatnonzero(neg | pos)[::-1]
+        return self._hist.edges(nz, first) if edges else None, pos[nz].astype(np.int64), neg[nz].astype(np.int64)
 
     def compute(self) -> dict:
-        """auroc, ap, fpr95 (floats, NaN when undefined) and num_pos, num_neg (ints)."""
-        _, pos, neg = self._descending()
-        fp = np.cumsum(neg)
-        return _summarize(pos, np.cumsum(pos), fp, neg, int(fp[-1]) if fp.size else 0)
+        """auroc, ap, fpr95 (floats, NaN when undefined), num_pos, num_neg and resolution_bits (ints): the
+        fewest key bits kept by a bin holding a positive and another pixel, the only bins whose width can
+        change a metric (32: each is one float32 value, so the metrics are exact for the float32 scores)."""
+        at, pos, neg_at, fp, num_neg, first = self._hist.positive_bins()
+        out = _summarize(pos, np.cumsum(pos), fp, neg_at, num_neg)
+        tied = at[pos + neg_at > 1]  # bins where a coarser bin can change a metric
+        e = self._hist.describe(tied, first)[2] if tied.size else None
+        out["resolution_bits"] = min(16 + int(e.min()), self.bits) if tied.size else 32
+        return out
 
     def threshold_at_tpr(self, tpr: float) -> float:
         """Score threshold t of the first bin (scanning down) whose TPR reaches ``tpr``: its lower edge, so
         ``score >= t`` on the float32 scores selects exactly that bin and those above. NaN without
-        positives. The bin of zero also holds -0.0 and tiny negatives, so its edge is just below 0."""
+        positives. The bin of zero also holds -0.0 (and, below full resolution, tiny negatives), so its edge
+        is -0.0 or just below 0."""
         if not 0.0 < tpr <= 1.0:
             raise ValueError(f"tpr={tpr}: use a rate in (0, 1]")
-        bins, pos, _ = self._descending()
-        tp = np.cumsum(pos)
-        if not tp.size or tp[-1] == 0:
+        at, pos, _, _, _, first = self._hist.positive_bins()
+        if not at.size:
             return float("nan")
-        return self._lower_edge(int(bins[_first_reaching(tp, int(tp[-1]), tpr)]))
+        tp = np.cumsum(pos)
+        return _as_float(int(self._hist.edges(at[[_first_reaching(tp, int(tp[-1]), tpr)]], first)[0]))
 
     def threshold_at_best_f1(self) -> tuple[float, float]:
         """(t, F1): the lower edge of the bin where pixel F1 of ``score >= t`` is largest (the first such bin
         scanning down), and that F1. (NaN, NaN) without positives."""
-        bins, pos, neg = self._descending()
-        tp, fp = np.cumsum(pos), np.cumsum(neg)
-        if not tp.size or tp[-1] == 0:
+        at, pos, _, fp, _, first = self._hist.positive_bins()
+        if not at.size:
             return float("nan"), float("nan")
+        tp = np.cumsum(pos)
         f1 = 2 * tp / (tp + fp + tp[-1])
         best = int(np.argmax(f1))
-        return self._lower_edge(int(bins[best])), float(f1[best])
+        return _as_float(int(self._hist.edges(at[[best]], first)[0])), float(f1[best])
 
     def curves(self, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
         """ROC (fpr, tpr) and PR (recall, precision) curves thinned to about ``max_points`` points spread
         evenly along each curve, for plots in records and on the leaderboard page; empty without both classes."""
-        _, pos, neg = self._descending()
+        _, pos, neg = self._descending(edges=False)
         tp, fp = np.cumsum(pos), np.cumsum(neg)
         if not tp.size or tp[-1] == 0 or fp[-1] == 0:
             return {"roc": {"fpr": [], "tpr": []}, "pr": {"recall": [], "precision": []}}
@@ -205,27 +216,37 @@ class PixelMetricState:
         return {"roc": {"fpr": [0.0] + listed(fpr[roc]), "tpr": [0.0] + listed(tpr[roc])},
                 "pr": {"recall": listed(tpr[pr]), "precision": listed(precision[pr])}}
 
-    def _lower_edge(self, b: int) -> float:
-        if b == (0x80000000 >> self._shift):  # folded with -0.0's bin: its lower edge is below zero
-            b -= 1
-        return _float_of_key(b << self._shift)
-
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Compact form (nonzero bins only) for saving or sending between processes."""
-        index = np.flatnonzero(self._pos | self._neg)
-        return {"bits": np.array(self.bits), "index": index.astype(np.int64),
-                "pos": self._pos[index], "neg": self._neg[index]}
+        """Compact form for saving or sending between processes: nonzero bins only, each ``index`` encoding
+        the bin's lowest monotone key and its resolution as (key << 5) | e, e the key bits kept below 16."""
+        hi, sub, e, pos, neg = self._hist.entries()
+        return {"bits": np.array(self.bits), "index": (((hi << 16) | (sub << (16 - e))) << 5) | e,
+                "pos": pos, "neg": neg}
 
     @classmethod
     def from_state_dict(cls, d: dict[str, np.ndarray]) -> "PixelMetricState":
         """Rebuild a state written by ``state_dict``."""
         state = cls(int(d["bits"]))
-        state._pos[d["index"]] = d["pos"]
-        state._neg[d["index"]] = d["neg"]
+        index = np.asarray(d["index"], np.int64)
+        pos, neg = np.asarray(d["pos"], np.int64), np.asarray(d["neg"], np.int64)
+        e, pattern = index & 31, index >> 5
+        if index.size and (e.max() > 16 or pattern.max() >> 32 or min(pos.min(), neg.min()) < 0):
+            raise ValueError("not a PixelMetricState.state_dict: bin indices or counts out of range")
+        state._add_entries((pattern >> 16, (pattern & 0xFFFF) >> (16 - e), e, pos, neg))
         return state
 
+    def nbytes(self) -> int:
+        """Memory held by the state's arrays (at most about 58 MiB)."""
+        return self._hist.nbytes()
+
     def __repr__(self) -> str:
-        return f"PixelMetricState(bits={self.bits}, num_pos={int(self._pos.sum())}, num_neg={int(self._neg.sum())})"
+        return f"PixelMetricState(bits={self.bits}, pixels={self._total}, level={self._hist.level})"
+
+
+def _as_float(key: int) -> float:
+    """The float32 score of a monotone key, as a Python float."""
+    bits = key ^ 0x80000000 if key >= 0x80000000 else key ^ 0xFFFFFFFF
+    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
 
 
 def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL, exact: bool = True) -> dict:
@@ -233,7 +254,7 @@ def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL,
 
     ``exact=True`` sorts positives and negatives separately and counts negatives at or above each
     distinct positive score by ``searchsorted``: equal to scikit-learn and ~25x faster (2e7 pixels, 2 cores).
-    ``exact=False`` uses ``PixelMetricState`` (bounded memory, scores binned to 20 key bits).
+    ``exact=False`` uses ``PixelMetricState`` (bounded memory; its result adds ``resolution_bits``).
     """
     if not exact:
         state = PixelMetricState()
