@@ -5,6 +5,7 @@ import base64
 import json
 import math
 from datetime import datetime, timezone
+from html import escape
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -78,8 +79,6 @@ def to_html(records: list[Record], frame: pd.DataFrame, source: str, panels_dir:
     blob = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
     return Template(_asset("page.html")).substitute(
         title="oodbench leaderboard", css=_asset("page.css"), js=_asset("page.js"), data=blob,
-        source=_escape(source), generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        source=escape(source), generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

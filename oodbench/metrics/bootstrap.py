@@ -24,9 +24,10 @@ import numpy as np
 from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
 from .components import TAUS, FrameComponents
+from .key_hist import float16_keys
 from .pixel import _split
 
-__all__ = ["BootstrapCollector", "float16_keys", "METHOD"]
+__all__ = ["BootstrapCollector", "METHOD"]
 
 METHOD = "percentile bootstrap over images"
 FLOAT16_NOTE = ("pixel metrics of the resamples use scores rounded to float16 (ties within one float16 step; "
@@ -37,14 +38,6 @@ _NAN_LOW, _NAN_HIGH = 0x03FF, 0xFC00  # keys of -inf and +inf; NaNs lie outside 
 _NT = TAUS.size
 _MAX_BLOCK = 1 << 22  # elements of one dense (resamples x keys), (resamples x images) or (images x keys) block
 PIXEL_METRICS = ("ap", "fpr95", "auroc")
-
-
-def float16_keys(scores: np.ndarray) -> np.ndarray:
-    """Scores rounded to float16 -> int keys in [0, 65536) whose order is the float order."""
-    with np.errstate(over="ignore"):
-        bits = np.asarray(scores).astype(np.float16).view(np.uint16)
-    negative = bits >= 0x8000
-    return np.where(negative, ~bits, bits | 0x8000).astype(np.intp)
 
 
 def _pixel_metrics(pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:

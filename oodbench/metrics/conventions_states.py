@@ -11,6 +11,7 @@ from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
 from .conventions import (CONVENTIONS, NAN, ConventionState, _as_float16, _roc, _scores_by_class, _trapezoid,
                           _trapezoid_ap)
+from .key_hist import float16_keys
 from .pixel import _summarize
 
 __all__ = ["Float16State", "Hist100State", "PerImageState", "Smiyc768State"]
@@ -36,7 +37,7 @@ class Float16State(ConventionState):
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         pos, neg = _scores_by_class(labels, scores, ignore_index)
-        hists = [np.bincount(_float16_keys(_as_float16(p, "float16")), minlength=1 << 16) for p in (pos, neg)]
+        hists = [np.bincount(float16_keys(_as_float16(p, "float16")), minlength=1 << 16) for p in (pos, neg)]
         for state, hist in zip((self._pos, self._neg), hists):
             state += hist
             state[0x8000] += state[0x7FFF]  # -0.0 joins +0.0
@@ -60,13 +61,6 @@ class Float16State(ConventionState):
     def _load(self, d: dict) -> None:
         self._pos[d["index"]] = d["pos"]
         self._neg[d["index"]] = d["neg"]
-
-
-def _float16_keys(half: np.ndarray) -> np.ndarray:
-    """float16 bit patterns mapped to integers in float order (negatives flipped, sign bit set otherwise)."""
-    bits = half.view(np.uint16)
-    flip = (bits >> np.uint16(15)) * np.uint16(0x7FFF) | np.uint16(0x8000)
-    return (bits ^ flip).astype(np.intp)
 
 
 @CONVENTIONS.register("per_image")

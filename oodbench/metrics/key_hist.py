@@ -24,6 +24,14 @@ _CHUNK = 1 << 17  # pixels per step of the fast path: its temporaries stay in th
 _SIGN = np.int32(-(2**31))
 
 
+def float16_keys(scores: np.ndarray) -> np.ndarray:
+    """Scores rounded to float16 -> int keys in [0, 65536) whose order is the float order."""
+    with np.errstate(over="ignore"):
+        bits = np.asarray(scores).astype(np.float16).view(np.uint16)
+    negative = bits >= 0x8000
+    return np.where(negative, ~bits, bits | 0x8000).astype(np.intp)
+
+
 def monotone_keys(scores: np.ndarray, mask: int = 0xFFFFFFFF) -> np.ndarray:
     """float32 -> new uint32 keys in score order (negatives: all bits flipped; others: sign bit set), cut by mask."""
     bits = scores.view(np.int32)
