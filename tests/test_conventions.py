@@ -10,6 +10,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from oodbench.errors import ScoreError, UnknownNameError
 from oodbench.metrics.conventions import convention_from_state_dict, create_convention, list_conventions
+from oodbench.metrics.pixel import PixelMetricState
 
 NAMES = ["canonical", "float16", "fpr95_interpolated", "fpr95_nearest", "fpr95_strict", "hist100", "per_image",
          "smiyc768", "trapezoid_ap"]
@@ -24,7 +25,7 @@ def sigmoid(z):
 
 def make_frames(seed):
     """2-5 frames of one kind; frame 1 has no OoD pixel; some pixels ignored (NaN scores there).
-    Every kind's scores are exact in the 20-bit state; all but signed16 lie in [0, 1]."""
+    Every kind's scores are exact in the state (float16 values or coarse ties); all but signed16 lie in [0, 1]."""
     rng = np.random.default_rng(seed)
     kind = KINDS[seed % len(KINDS)]
     frames = []
@@ -305,13 +306,25 @@ def test_conventions_move_the_numbers():
         assert state_over(name, frames).compute()["ap"] != base["ap"], name
 
 
-def test_float16_is_exact_where_the_20_bit_state_is_not():
+def test_float16_is_exact_where_a_20_bit_state_is_not():
     rng = np.random.default_rng(2)
     labels = (rng.random((50, 70)) < 0.1).astype(np.uint8)
     scores = sigmoid(rng.normal(size=labels.shape) + 2 * labels) * 0.01 + 0.3  # a narrow band
     frames = [(labels, scores)]
     assert_matches(state_over("float16", frames).compute(), reference("float16", frames))
-    assert abs(state_over("canonical", frames).compute()["ap"] - reference("canonical", frames)["ap"]) > 1e-6
+    assert abs(state_over("canonical", frames, bits=20).compute()["ap"] - reference("canonical", frames)["ap"]) > 1e-6
+
+
+def test_canonical_equals_the_runner_state():
+    """By default ``canonical`` keeps all 32 key bits, as the record's own pixel state does: same numbers."""
+    rng = np.random.default_rng(3)
+    labels = (rng.random((60, 80)) < 0.1).astype(np.uint8)
+    frames = [(labels, sigmoid(rng.normal(size=labels.shape) + 2 * labels).astype(np.float32))]
+    got, state = state_over("canonical", frames).compute(), PixelMetricState()
+    state.update(*frames[0])
+    want = state.compute()
+    assert all(abs(got[k] - want[k]) <= 1e-12 for k in ("auroc", "ap", "fpr95"))  # sums in another order
+    assert_matches(got, reference("canonical", frames))
 
 
 def test_registry_names_and_unknown_name():

@@ -69,7 +69,7 @@ def assert_close(got, want, tol):
 @pytest.mark.parametrize("fmt", ["npy32", "npz16", "npz16_key", "hdf5", "smiyc"])
 def test_exact_metrics_per_format(fmt, labels, tmp_path):
     label_dir, maps = labels
-    scores = make_scores(maps, np.float16)  # float16-representable: the 20-bit state is exact
+    scores = make_scores(maps, np.float16)  # float16-representable: the state is exact
     d = tmp_path / "scores"
     target = d / "MyMethod" / "LostAndFound-test" if fmt == "smiyc" else d
     target.mkdir(parents=True)

@@ -132,8 +132,9 @@ def family_map(kind, seed, shape=(256, 512)):
 
 
 FAMILIES = ("smooth", "noisy", "entropy", "maxlogit", "squeezed")
-# Max-logit-like maps span both signs and ~40 binades, so they keep 27 key bits: at 2e6 pixels FPR95 can miss by a
-# few in-distribution pixels (1.7e-6 measured); at 2e7 and 1e8 pixels all five families are within 1e-6.
+# Max-logit-like maps span both signs and ~40 binades, so they keep 26-27 key bits, and FPR95 can miss by the
+# in-distribution pixels tied in its threshold's bin: 1.7e-6 at 2e6 pixels, 1.6e-6 at 2e7, 3.9e-6 at 1e8 (measured
+# for seeds 0.., 29 and 346 pixels). The other four families keep 16-32 bits and stay within 1e-6 at 2e7 and 1e8.
 WITHIN = {kind: 1e-6 for kind in FAMILIES} | {"maxlogit": {"auroc": 1e-6, "ap": 1e-6, "fpr95": 2.5e-6}}
 
 

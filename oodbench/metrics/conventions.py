@@ -171,7 +171,7 @@ class _PooledState(ConventionState):
     _SETTINGS = ("bits",)
     _KEYS: tuple[str, ...] = ("auroc", "ap", "fpr95")  # the numbers this convention reports
 
-    def __init__(self, bits: int = 20):
+    def __init__(self, bits: int = 32):
         self.bits = int(bits)
         self._hist = PixelMetricState(self.bits)
 
@@ -256,7 +256,7 @@ class FPR95InterpolatedState(_PooledState):
     description = ("Mask2Anomaly anomaly_utils/anomaly_inference.py: frames without OoD pixels skipped; pooled "
                    "sklearn AUROC and AP; FPR = np.interp(0.95, tpr, fpr) on roc_curve (ood_metrics.fpr_at_95_tpr)")
 
-    def __init__(self, bits: int = 20):
+    def __init__(self, bits: int = 32):
         super().__init__(bits)
         self.num_frames = 0
         self.num_frames_skipped = 0

@@ -9,10 +9,14 @@ the budget (the top of the ranking weighs most in AP); the penalty (one bit per 
 [2**-16, 2**16)) leaves far tails less, the floor (3 over the float16 range) keeps float16 scores exact.
 Occupancy only grows, so (m, t) only coarsens bins, and a coarser block is the sum of a finer one: the counts
 depend only on the pooled pixels, never on their order, sharding or merges.
+Images are counted by a compiled pass (``key_kernels.stage``); negatives go through uint8 staging counts that
+are added to the full counts before anything reads or moves them.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from .key_kernels import flush, move_blocks, positive_bins, stage
 
 L1 = 1 << 16
 _HI = np.arange(L1, dtype=np.int64)
@@ -20,7 +24,6 @@ _EXP = ((np.where(_HI >= 0x8000, _HI ^ 0x8000, _HI ^ 0xFFFF)) >> 7) & 0xFF  # fl
 NONFINITE = _EXP == 0xFF  # inf and NaN: never given a block, so their pixels always reach the slow path
 PENALTY = np.maximum(0, np.maximum(111 - _EXP, _EXP - 142))  # binades below 2**-16 or from 2**16 on
 FLOOR = np.where((_EXP >= 103) & (_EXP <= 142), 3, 0)  # the float16 range (2**-24 up) keeps >= 19 key bits
-_CHUNK = 1 << 17  # pixels per step of the fast path: its temporaries stay in the L2 cache
 _SIGN = np.int32(-(2**31))
 
 
@@ -46,7 +49,7 @@ def monotone_keys(scores: np.ndarray, mask: int = 0xFFFFFFFF) -> np.ndarray:
 class KeyHistogram:
     """Positive and negative pixel counts per fine bin of the monotone key, within ``budget_bytes``."""
 
-    budget_bytes = 56 << 20  # both count arrays; the level-1 tables add about 1.3 MiB
+    budget_bytes = 62 << 20  # both count arrays and the negatives' uint8 staging; the level-1 tables add 1.8 MiB
     narrow_limit = 2**31 - 1  # int32 counts while the state holds fewer pixels; then int64 at half the bins
 
     def __init__(self, bits: int):
@@ -57,7 +60,7 @@ class KeyHistogram:
 
     # ---- layout -----------------------------------------------------------------------------------------
     def _capacity(self) -> int:
-        return self.budget_bytes // (2 * self.dtype.itemsize) - 1  # leaves room for the overflow bin
+        return self.budget_bytes // (2 * self.dtype.itemsize + 1) - 1  # leaves room for the overflow bin
 
     def _level(self, occupied: np.ndarray) -> tuple[int, int]:
         """The canonical level of ``occupied``: the largest m, then the lowest t, whose blocks fit 15/16 of the
@@ -89,29 +92,20 @@ class KeyHistogram:
         self.blocks = np.zeros(0, np.int64)
         self.used = 0
         self.neg = self.pos = np.zeros(0, self.dtype)
+        self.neg8 = np.zeros(0, np.uint8)
         self._append(np.sort(occupied))
 
     def _relayout(self, occupied: np.ndarray) -> None:
-        """Move the counts into the canonical layout of ``occupied`` (a superset): each block is summed down to
-        its new size, one streaming copy per run of blocks adjacent in both layouts that lose the same bits."""
+        """Move the counts into the canonical layout of ``occupied`` (a superset): each block summed down to its
+        new size."""
+        self._flush()
         blocks = np.sort(self.blocks)
         old_e, old_slot, pools = self.e[blocks], self.slot[blocks], (self.neg, self.pos)
         self._layout(occupied)
         new_e, new_slot = self.e[blocks], self.slot[blocks]
-        drop = old_e - new_e
-        assert np.all(drop >= 0), "a canonical layout is never finer than an earlier one"
-        if not blocks.size:
-            return
-        apart = ((new_slot[1:] != new_slot[:-1] + (1 << new_e[:-1]))
-                 | (old_slot[1:] != old_slot[:-1] + (1 << old_e[:-1])))
-        cut = np.flatnonzero(np.r_[True, (drop[1:] != drop[:-1]) | apart, True])
-        for a, b in zip(cut[:-1], cut[1:]):
-            start, stop, to = old_slot[a], old_slot[b - 1] + (1 << old_e[b - 1]), new_slot[a]
-            for old, new in zip(pools, (self.neg, self.pos)):
-                run = old[start:stop]
-                if drop[a]:
-                    run = run.reshape(-1, 1 << int(drop[a])).sum(1, dtype=self.dtype)
-                new[to: to + run.size] = run
+        assert np.all(old_e >= new_e), "a canonical layout is never finer than an earlier one"
+        for old, new in zip(pools, (self.neg, self.pos)):
+            move_blocks(old, new, old_slot, new_slot, old_e, new_e)
 
     def _append(self, new: np.ndarray) -> None:
         """Blocks for ``new`` level-1 bins after the used ones, at the current level; the overflow bin moves last."""
@@ -123,13 +117,18 @@ class KeyHistogram:
         need = self.used + 1  # and the overflow bin
         if need > self.neg.size:  # grow by doubling, never past the budget
             size = max(need, min(2 * self.neg.size, self._capacity() + 1))
-            for name in ("neg", "pos"):
-                grown = np.zeros(size, self.dtype)
+            for name in ("neg", "pos", "neg8"):
+                grown = np.zeros(size, getattr(self, name).dtype)
                 grown[:old] = getattr(self, name)[:old]
                 setattr(self, name, grown)
         else:
-            self.neg[old:need] = self.pos[old:need] = 0
+            self.neg[old:need] = self.pos[old:need] = self.neg8[old:need] = 0
         self._fast_map()
+
+    def _flush(self) -> None:
+        """Add the staging counts to the counts (before anything reads or moves them)."""
+        n = min(self.used + 1, self.neg8.size)
+        flush(self.neg8, self.neg, n)
 
     def _fast_map(self) -> None:
         """Per level-1 bin, (block start << 5) | (16 - e) for the fast path; bins without a block get the overflow
@@ -178,26 +177,11 @@ class KeyHistogram:
     def _fast(self, scores: np.ndarray, labels: np.ndarray, sign: int = 1) -> np.ndarray | None:
         """Count float32 pixels (labels 0 and 1; others weigh 0) whose level-1 bin has a block; return the
         indices of the rest, or None. ``sign=-1`` takes a call back."""
-        rest = []
-        ones = np.full(min(_CHUNK, scores.size), sign, self.dtype)
-        for start in range(0, scores.size, _CHUNK):
-            k, lab = monotone_keys(scores[start: start + _CHUNK], self.mask), labels[start: start + _CHUNK]
-            code = self.fast.take(k >> np.uint32(16))
-            idx = k.view(np.int32)
-            idx &= 0xFFFF
-            np.right_shift(idx, code & 31, out=idx)
-            code >>= 5
-            idx += code
-            w = (lab == 0).astype(self.dtype)
-            if sign < 0:
-                np.negative(w, out=w)
-            np.add.at(self.neg, idx, w)
-            p = idx[lab == 1]
-            np.add.at(self.pos, p, ones[: p.size])
-            if code.max() == self.trash:
-                rest.append(start + np.flatnonzero(code == self.trash))
-        self.neg[self.trash] = self.pos[self.trash] = 0
-        return np.concatenate(rest) if rest else None
+        rest = np.empty(scores.size, np.int64)
+        m = stage(scores, labels, self.fast, self.mask, self.neg8, self.neg, self.pos, self.trash,
+                  sign, rest)
+        self.neg[self.trash] = self.pos[self.trash] = self.neg8[self.trash] = 0
+        return rest[:m].copy() if m else None
 
     def add(self, scores: np.ndarray, labels: np.ndarray) -> bool:
         """Count float32 pixels with uint8 labels (0 negative, 1 positive, others ignored). Returns False,
@@ -222,6 +206,7 @@ class KeyHistogram:
     def _sort(self) -> None:
         """Put the blocks in key order (blocks appended since the last layout are out of order): one copy of
         each run of blocks that stays contiguous."""
+        self._flush()
         blocks = np.sort(self.blocks)
         if np.array_equal(blocks, self.blocks):
             return
@@ -279,13 +264,8 @@ class KeyHistogram:
         """Per bin holding positives, in descending key order: position, positives, negatives at it and at or
         above it (int64); then the number of negatives and the block starts. Other bins change no metric."""
         neg, pos, first = self.folded_counts()
-        at = np.flatnonzero(pos)
-        num_neg = int(neg.sum(dtype=np.int64))
-        if not at.size:
-            return at, at, at, at, num_neg, first
-        between = np.add.reduceat(neg, at, dtype=np.int64)  # from each positive bin up to the next one
-        return (at[::-1], pos[at][::-1].astype(np.int64), neg[at][::-1].astype(np.int64),
-                np.cumsum(between[::-1]), num_neg, first)
+        at, count, neg_at, fp, num_neg = positive_bins(neg, pos)
+        return at, count, neg_at, fp, int(num_neg), first
 
     def entries(self) -> tuple:
         """(hi, sub, e, pos, neg) of every nonzero fine bin of the canonical layout, in ascending key order."""
@@ -303,4 +283,5 @@ class KeyHistogram:
 
     def nbytes(self) -> int:
         """Bytes held by the count arrays and the level-1 tables."""
-        return sum(a.nbytes for a in (self.neg, self.pos, self.e, self.slot, self.fast, self.blocks))
+        return sum(a.nbytes for a in (self.neg, self.pos, self.neg8, self.e, self.slot, self.fast,
+                                       self.blocks))

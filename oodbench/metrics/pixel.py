@@ -105,7 +105,7 @@ class PixelMetricState:
     the occupied score range is narrow, e.g. all scores in [0.90, 0.91]; wide ranges get r = 27-29 (probability
     maps over (0, 1): 29). Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
     key bits of a bin where that can change a metric. float16 scores are always exact (>= 19 bits over the
-    float16 range). ``bits`` caps r (9..32; ``bits=20`` is the former fixed 20-bit histogram). Merged or sharded
+    float16 range). ``bits`` caps r (9..32; 19 and up keep float16 scores exact). Merged or sharded
     states hold the same counts as one state over all pixels, in any order.
     """
 
