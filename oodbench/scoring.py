@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -20,11 +20,13 @@ from .segments.collector import ImageSegments, image_segments
 
 @dataclass
 class Scored:
-    """One sample after scoring: its checked score map and, with a meta stage, its segments."""
+    """One sample after scoring: its checked score map, with a meta stage its segments, and the same map on the
+    GPU that computed it (``device_score``; the pixel state counts it there)."""
 
     sample: Sample
     score: np.ndarray
     segments: ImageSegments | None = None
+    device_score: Any = None
 
 
 Consumer = Callable[[Scored], None]
@@ -139,15 +141,24 @@ def _from_method(method: Method, batch: list[Sample], cache: ScoreCache | None,
     scored = []
     for k, sample in enumerate(batch):
         score = check_scores(method, sample, np.asarray(out.scores[k]))
+        on_device = None if out.device_scores is None else out.device_scores[k]
         if cache is not None:
             score = cache.put(sample.id, score, sample.image)  # metrics see exactly what a resumed run will read back
+            on_device = None if on_device is None else as_cached(on_device, cache)
         segments = None
         if segment_threshold is not None:
             segments = image_segments(sample.id, out.probs[k], sample.label, segment_threshold, score)
             if cache is not None:
                 cache.put_segments(sample.id, segments, segment_threshold)
-        scored.append(Scored(sample, score, segments))
+        scored.append(Scored(sample, score, segments, on_device))
     return scored, seconds
+
+
+def as_cached(scores: Any, cache: ScoreCache) -> Any:
+    """A device tensor rounded as the cache stores maps (float16, round to nearest even, as numpy), as float32."""
+    import torch
+
+    return scores.to(getattr(torch, cache.dtype.name)).to(torch.float32)
 
 
 def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int, progress: bool, desc: str,

@@ -25,7 +25,7 @@ class EvaluationStates:
 
     def consume(self, item: Scored) -> None:
         label, score = item.sample.label, item.score
-        self.pixel.update(label, score)
+        self.pixel.update(label, score if item.device_score is None else item.device_score)
         for state in self.conventions.values():
             state.update(label, score)
         if self.segments is not None and item.segments is not None:

@@ -80,10 +80,11 @@ class ModelScoreMethod(Method):
                 logits = self.model(x.contiguous(memory_format=torch.channels_last)).float()
         else:
             logits = self.model(x)
-        scores = self.score_fn(logits).float().cpu().numpy()
+        on_device = self.score_fn(logits).float()
+        scores, kept = on_device.cpu().numpy(), on_device if self.device.type != "cpu" else None
         if self.segment_stage is None:
-            return MethodOutput(scores=scores)
-        return MethodOutput(scores=scores, probs=torch.softmax(logits.float(), dim=1).cpu().numpy())
+            return MethodOutput(scores=scores, device_scores=kept)
+        return MethodOutput(scores=scores, probs=torch.softmax(logits.float(), dim=1).cpu().numpy(), device_scores=kept)
 
     def config(self) -> dict[str, Any]:
         stage = self.segment_stage

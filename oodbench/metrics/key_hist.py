@@ -14,9 +14,16 @@ are added to the full counts before anything reads or moves them.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .key_kernels import flush, move_blocks, positive_bins, stage
+
+if TYPE_CHECKING:
+    import torch
+
+    from .device_counts import DeviceCounts
 
 L1 = 1 << 16
 _HI = np.arange(L1, dtype=np.int64)
@@ -56,6 +63,8 @@ class KeyHistogram:
         self.cap = max(0, bits - 16)  # at most this many bits below level 1 (16: every float32 value apart)
         self.mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF  # keys keep their top ``bits`` bits
         self.dtype = np.dtype(np.int32)
+        self.version = 0  # counts layout changes, for a device copy of the level-1 table
+        self.device_counts: DeviceCounts | None = None
         self._layout(np.zeros(0, np.int64))
 
     # ---- layout -----------------------------------------------------------------------------------------
@@ -126,9 +135,16 @@ class KeyHistogram:
         self._fast_map()
 
     def _flush(self) -> None:
-        """Add the staging counts to the counts (before anything reads or moves them)."""
+        """Add the staging and device counts to the counts (before anything reads or moves them)."""
         n = min(self.used + 1, self.neg8.size)
         flush(self.neg8, self.neg, n)
+        if self.device_counts is not None:
+            self.device_counts.drain(self.neg, self.pos, n)
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. sent between processes) with every count on the host."""
+        self._flush()
+        return {**vars(self), "device_counts": None}
 
     def _fast_map(self) -> None:
         """Per level-1 bin, (block start << 5) | (16 - e) for the fast path; bins without a block get the overflow
@@ -136,6 +152,7 @@ class KeyHistogram:
         self.trash = self.used
         self.fast = np.full(L1, (self.trash << 5) | 16, np.int32)
         self.fast[self.blocks] = (self.slot[self.blocks] << 5) | (16 - self.e[self.blocks])
+        self.version += 1
 
     def occupy(self, his: np.ndarray, canonical: bool = False) -> None:
         """Give blocks to level-1 bins that have none: appended at the current level while the budget holds,
@@ -191,16 +208,50 @@ class KeyHistogram:
             return True
         rest = rest[labels[rest] <= 1]
         s, lab = scores[rest], labels[rest]
-        seen = np.zeros(L1, bool)
-        seen[monotone_keys(s, self.mask) >> np.uint32(16)] = True
-        his = np.flatnonzero(seen)
-        if NONFINITE[his].any():
+        if not self._finite(s):
             if self.used:
                 self._fast(scores, labels, sign=-1)
             return False
-        self.occupy(his)
-        self._fast(s, lab)
+        self._add_new(s, lab)
         return True
+
+    def add_on_device(self, scores: torch.Tensor, labels: np.ndarray) -> bool:
+        """``add`` for scores in a torch tensor, counted on its device (``device_counts``); the labels are host
+        uint8 codes. Pixels of level-1 bins without a block come back to the host."""
+        import torch
+
+        from .device_counts import DeviceCounts
+
+        flat = scores.reshape(-1).to(torch.float32)
+        if not self.used:  # the first image lays out the blocks
+            return self.add(flat.cpu().numpy(), labels)
+        if self.device_counts is None or self.device_counts.device != scores.device:
+            self._flush()
+            self.device_counts = DeviceCounts(scores.device)
+        counts = self.device_counts
+        counts.sync(self.fast, self.version, self.used + 1)
+        idx, lab, keep, rest = counts.index(flat, labels, self.mask, self.trash)
+        if rest.size:
+            s = flat[torch.from_numpy(rest).to(flat.device)].cpu().numpy()
+            if not self._finite(s):
+                return False
+        counts.add(idx, lab, keep)
+        if rest.size:
+            self._add_new(s, labels[rest])
+        return True
+
+    def _finite(self, scores: np.ndarray) -> bool:
+        """Whether no score lies in a NaN/inf level-1 bin."""
+        seen = np.zeros(L1, bool)
+        seen[monotone_keys(scores, self.mask) >> np.uint32(16)] = True
+        return not NONFINITE[seen].any()
+
+    def _add_new(self, scores: np.ndarray, labels: np.ndarray) -> None:
+        """Count finite pixels some of whose level-1 bins have no block yet: blocks first."""
+        seen = np.zeros(L1, bool)
+        seen[monotone_keys(scores, self.mask) >> np.uint32(16)] = True
+        self.occupy(np.flatnonzero(seen))
+        self._fast(scores, labels)
 
     # ---- reading ----------------------------------------------------------------------------------------
     def _sort(self) -> None:

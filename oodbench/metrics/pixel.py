@@ -21,10 +21,17 @@ from .key_hist import KeyHistogram
 __all__ = ["PixelMetricState", "pixel_metrics"]
 
 
-def _flat_pair(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and scores as flat arrays of one shape, or a ScoreError that names the fix."""
-    labels, scores = np.asarray(labels), np.asarray(scores)
-    if labels.shape != scores.shape:
+def on_device(scores: Any) -> bool:
+    """Whether ``scores`` is a torch tensor outside host memory (e.g. on a GPU): counted where it is."""
+    return hasattr(scores, "detach") and getattr(scores, "device", None) is not None and scores.device.type != "cpu"
+
+
+def _flat_pair(labels: Any, scores: Any) -> tuple[np.ndarray, Any]:
+    """Labels and scores as flat arrays (device tensors stay where they are) of one shape, or a ScoreError that
+    names the fix."""
+    labels = np.asarray(labels)
+    scores = scores.detach() if on_device(scores) else np.asarray(scores)
+    if labels.shape != tuple(scores.shape):
         raise ScoreError(
             f"labels shape {labels.shape} != scores shape {scores.shape}: compute the score map at "
             "label resolution (resize the scores, never the labels)"
@@ -120,16 +127,21 @@ class PixelMetricState:
         self._total = 0
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
-        """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32)."""
+        """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32). Scores in a torch
+        tensor on a GPU are counted on it: only the labels travel there (``device_counts``)."""
         flat_l, flat_s = _flat_pair(labels, scores)
         n_pos, n_neg = _check_labels(flat_l, ignore_index)
         if flat_l.dtype != np.uint8 or ignore_index in (ID_LABEL, OOD_LABEL):  # uint8 codes: 0, 1, 2 = ignore
             flat_l = np.where(flat_l == OOD_LABEL, 1, np.where(flat_l == ID_LABEL, 0, 2)).astype(np.uint8)
-        with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
-            flat_s = np.ascontiguousarray(flat_s, dtype=np.float32)
         self._reserve(n_pos + n_neg)
-        if not self._hist.add(flat_s, flat_l):
-            _raise_nonfinite(labels, scores, ignore_index, float32=True)
+        if on_device(flat_s):
+            counted = self._hist.add_on_device(flat_s, np.ascontiguousarray(flat_l))
+        else:
+            with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
+                counted = self._hist.add(np.ascontiguousarray(flat_s, dtype=np.float32), flat_l)
+        if not counted:
+            host = scores.detach().cpu().numpy() if on_device(scores) else scores
+            _raise_nonfinite(labels, host, ignore_index, float32=True)
         self._total += n_pos + n_neg
 
     def _reserve(self, n: int) -> None:
