@@ -73,7 +73,10 @@ class ModelScoreMethod(Method):
     def predict(self, images: np.ndarray) -> MethodOutput:
         if self.model is None:
             raise RuntimeError(f"method {self.name!r}: call setup() before predict()")
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        if self.device.type == "cuda":  # page-locked, so that the copy runs asynchronously
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
         if self.amp:
             dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
             with torch.autocast(self.device.type, dtype=dtype):
