@@ -12,10 +12,13 @@ import pytest
 from oodbench.commands.compare import register
 from oodbench.errors import OodbenchError
 from oodbench.leaderboard.compare import METRICS, compare, parse_tolerances, read_baseline, record_key
+from oodbench.leaderboard.record import seal, write_record
+from oodbench.leaderboard.validate import RecordError
 from oodbench.methods import Method, MethodOutput
 from oodbench.runner import run
 
 from layout_files import write_png
+from record_factory import valid_record
 
 
 class Red(Method):
@@ -26,14 +29,18 @@ class Red(Method):
 
 
 def fake(method: str, **segments) -> dict:
-    """A hand-made record of the parts compare reads."""
+    """A record with hand-picked values of the parts compare reads."""
     metrics = {"pixel": {"auroc": 0.9, "ap": 0.5, "fpr95": 0.2},
-               "components": {"siou": 0.3, "ppv": 0.4, "f1_mean": 0.25}}
+               "components": {"siou": 0.3, "ppv": 0.4, "f1_mean": 0.25, "threshold": 0.5,
+                              "threshold_choice": {"threshold": 0.5, "source": "given", "description": "given"}}}
     if segments:
         metrics["segments"] = {"meta_auroc": 0.8, "meta_ap": None, **segments}
-    return {"method": {"name": method, "checkpoint_sha256": "ab" * 32},
-            "dataset": {"name": "synthetic", "split": "test"}, "metrics": metrics, "benchmark_version": 1, "seed": 0,
-            "provenance": {"utc_time": "2026-01-01T00:00:00+00:00"}}
+    return valid_record(method, metrics, seed=0, method_checkpoint_sha256="ab" * 32)
+
+
+def put(record: dict, folder) -> str:
+    """Write a (possibly edited) record sealed under its content address; return its file name."""
+    return write_record(seal(record), folder).name
 
 
 @pytest.fixture
@@ -49,8 +56,7 @@ def records(tmp_path):
         write_png(root / "labels" / f"f{i}.png", label)
     folder = tmp_path / "records"
     run(Red(), dataset="folder", data_root=root, out_dir=folder, progress=False, track="obstacle")
-    (folder / "meta.json").write_text(json.dumps(fake("entmax_meta", fp_before=40, fn_before=10, fp_after=3,
-                                                      fn_after=12)))
+    put(fake("entmax_meta", fp_before=40, fn_before=10, fp_after=3, fn_after=12), folder)
     return folder
 
 
@@ -68,7 +74,7 @@ def plant(folder, dest, key: str, section: str, metric: str, delta: float):
         rec = json.loads(path.read_text())
         if record_key(rec) == key:
             rec["metrics"][section][metric] += delta
-        (dest / path.name).write_text(json.dumps(rec))
+        put(rec, dest)
     return dest
 
 
@@ -121,15 +127,18 @@ def test_planted_regression_fails(records, baseline, tmp_path, capsys):
 
 def test_provenance_notes(records, baseline, tmp_path, capsys):
     planted = plant(records, tmp_path / "planted", "entmax_meta/synthetic/test", "pixel", "ap", -0.1)
-    meta = json.loads((planted / "meta.json").read_text())
+    (path,) = planted.glob("*entmax_meta*.json")
+    meta = json.loads(path.read_text())
+    path.unlink()
     meta["method"]["checkpoint_sha256"], meta["seed"] = "cd" * 32, 3
-    (planted / "meta.json").write_text(json.dumps(meta))
+    path = planted / put(meta, planted)
     assert cli("--baseline", str(baseline), "--records", str(planted)) == 1
     notes = capsys.readouterr().out.split("Notes:")[1]
     assert "`entmax_meta/synthetic/test`: seed 0 -> 3 (another seed)" in notes
     assert "checkpoint_sha256 abababababab -> cdcdcdcdcdcd" in notes
     meta["metrics"]["pixel"]["ap"] = 0.5  # no regression: a new checkpoint file alone is not worth a note
-    (planted / "meta.json").write_text(json.dumps(meta))
+    path.unlink()
+    put(meta, planted)
     assert cli("--baseline", str(baseline), "--records", str(planted)) == 0
     assert "checkpoint_sha256" not in capsys.readouterr().out
 
@@ -152,21 +161,19 @@ def test_directions_and_tolerances(records, baseline, tmp_path, section, metric,
 
 
 def test_missing_and_new(records, baseline, tmp_path, capsys):
-    one = next(p for p in records.glob("*.json") if p.name != "meta.json")
+    one = next(p for p in records.glob("*.json") if "entmax_meta" not in p.name)
     assert cli("--baseline", str(baseline), str(one)) == 1  # the entmax_meta entry has no record
     text = capsys.readouterr().out
     assert "| missing no record" in text and "❌ regression" in text
     assert cli("--baseline", str(baseline), str(one), "--allow-missing") == 0
-    extra = tmp_path / "new.json"
-    extra.write_text(json.dumps(fake("msp")))
+    extra = tmp_path / "new" / put(fake("msp"), tmp_path / "new")
     assert cli("--baseline", str(baseline), "--records", str(records), str(extra)) == 0
     new_rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| msp ")]
     assert len(new_rows) == 6 and all("🆕 no baseline entry" in line for line in new_rows)
 
 
 def test_write_baseline_updates_and_replaces(records, baseline, tmp_path):
-    extra = tmp_path / "new.json"
-    extra.write_text(json.dumps(fake("msp")))
+    extra = tmp_path / "new" / put(fake("msp"), tmp_path / "new")
     assert cli("--write-baseline", "--baseline", str(baseline), str(extra)) == 0
     assert len(read_baseline(baseline)["entries"]) == 3
     assert cli("--write-baseline", "--replace", "--baseline", str(baseline), str(extra)) == 0
@@ -209,7 +216,15 @@ def test_newest_record_per_key_wins(tmp_path):
     old, new = fake("m"), copy.deepcopy(fake("m"))
     new["provenance"]["utc_time"] = "2026-02-01T00:00:00+00:00"
     new["metrics"]["pixel"]["ap"] = 0.7
-    (tmp_path / "a.json").write_text(json.dumps(new))
-    (tmp_path / "b.json").write_text(json.dumps(old))
+    put(new, tmp_path)
+    put(old, tmp_path)
     (tmp_path / "index.json").write_text("[]")  # not a record: skipped
     assert load_records([tmp_path])["m/synthetic/test"]["metrics"]["pixel"]["ap"] == 0.7
+
+
+def test_edited_records_are_refused(records):
+    """A record edited after it was written no longer matches its content address: compare names it."""
+    (path,) = records.glob("*entmax_meta*.json")
+    path.write_text(path.read_text().replace('"fp_after": 3', '"fp_after": 1'))
+    with pytest.raises(RecordError, match=path.name):
+        cli("--records", str(records), "--baseline", str(records / "none.json"))

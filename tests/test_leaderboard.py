@@ -203,6 +203,18 @@ def test_best_record_per_method_ties_and_reruns(store):
     assert frame[frame.benchmark_version == 2]["ap"].tolist() == [0.9]
 
 
+def test_a_local_checkpoint_gets_its_own_row(tmp_path):
+    """A run on a local --checkpoint never outranks (or replaces) the card model's row of the same method."""
+    published, local = rec("entmax", 0.4), rec("entmax", 0.9)
+    for r, override, sha in ((published, False, "a" * 64), (local, True, "b" * 64)):
+        r["method"].update(checkpoint_sha256=sha, model_info={"local_override": override, "sha256": sha})
+    for r in (published, local):
+        write_record(seal(r), tmp_path)
+    frame = leaderboard_frame(load_records(tmp_path))
+    assert frame[["method", "ap", "rank"]].values.tolist() == [["entmax (local checkpoint bbbbbbbb)", 0.9, 1],
+                                                               ["entmax", 0.4, 2]]
+
+
 def test_markdown_table(store):
     text = to_markdown(leaderboard_frame(load_records(store)), "10 records in x")
     assert "highest pixel AP" in text and "newest" in text

@@ -10,6 +10,9 @@ import pytest
 from oodbench.commands.paper import register
 from oodbench.errors import OodbenchError
 from oodbench.leaderboard.paper import PAPER_DIR, load_file, load_paper, paper_rows
+from oodbench.leaderboard.record import write_record
+
+from record_factory import valid_record
 
 # (method, dataset, split, metric) -> the published number (shared/reference/method.md)
 VERIFIED = {
@@ -82,7 +85,8 @@ def test_toml_without_source_is_rejected(tmp_path):
 
 def test_deltas_in_the_matching_convention(tmp_path, capsys):
     hist = {"convention": "hist100", "auroc": 0.97, "ap": 0.75, "fpr95": 0.1}
-    (tmp_path / "laf.json").write_text(json.dumps(record(conventions={"hist100": hist})))
+    laf = record(conventions={"hist100": hist})
+    write_record(valid_record("entmax", laf["metrics"], dataset="lostandfound"), tmp_path)
     assert cli("--records", str(tmp_path)) == 0
     text = capsys.readouterr().out
     (ap,) = table_rows(text, "ap")[:1]

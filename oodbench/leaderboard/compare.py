@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from tabulate import tabulate
 
 from ..errors import OodbenchError
+from .validate import check_file
 
 FORMAT = "oodbench-ci-baseline/1"
 HIGHER, LOWER = "higher", "lower"
@@ -95,8 +96,9 @@ def selected_metrics(record: dict) -> dict[str, float]:
 
 
 def load_records(sources: Iterable[str | Path]) -> dict[str, dict]:
-    """Records from files and folders (``*.json`` in a folder); the newest (provenance time) per key wins.
-    JSON files that are not records (no method, dataset and metrics) are skipped."""
+    """Records from files and folders (``*.json`` in a folder); the newest (provenance time) per key wins, as
+    fresh CI runs should. Each is checked against the schema and its content address (RecordError names the
+    file and field); JSON files that are not records (no method, dataset and metrics) are skipped."""
     found: dict[str, dict] = {}
     for src in sources:
         src = Path(src)
@@ -113,6 +115,7 @@ def load_records(sources: Iterable[str | Path]) -> dict[str, dict]:
                 raise OodbenchError(f"{path}: not a readable JSON record ({exc})") from None
             if not isinstance(rec, dict) or not {"method", "dataset", "metrics"} <= rec.keys():
                 continue
+            rec = check_file(path)
             key = record_key(rec)
             when = rec.get("provenance", {}).get("utc_time", "")
             if key not in found or when >= found[key].get("provenance", {}).get("utc_time", ""):

@@ -28,6 +28,15 @@ class Record:
         return self.data["method"]["name"]
 
     @property
+    def entry(self) -> str:
+        """The leaderboard row it competes for: the method, apart when it ran a local checkpoint (``--checkpoint``)
+        instead of its card's, so that a private file never outranks the published model's row."""
+        info = self.data["method"].get("model_info") or {}
+        if not info.get("local_override"):
+            return self.method
+        return f"{self.method} (local checkpoint {str(self.data['method'].get('checkpoint_sha256') or '?')[:8]})"
+
+    @property
     def table_key(self) -> tuple[str, str, int]:
         """(dataset, split, benchmark_version): records are only ranked against others with the same key."""
         return self.data["dataset"]["name"], self.data["dataset"]["split"], int(self.data["benchmark_version"])

@@ -14,8 +14,9 @@ from .store import Record
 KEY = ["dataset", "split", "benchmark_version"]
 RULES = (
     "One table per dataset, split and benchmark version (records of different benchmark versions use different "
-    "metric definitions and are never ranked together). A method is a record's `method.name`; when it has several "
-    "records in a table, the row shows its best: highest pixel AP (undefined AP ranks last), ties broken by higher "
+    "metric definitions and are never ranked together). A method is a record's `method.name`; a run on a local "
+    "checkpoint (`--checkpoint`) instead of the method card's is a row of its own, named with the file's sha256, so "
+    "that it never outranks the published model. When a method has several records in a table, the row shows its best: highest pixel AP (undefined AP ranks last), ties broken by higher "
     "AUROC, then lower FPR95, then the newest record (`provenance.utc_time`), then the content address, so the choice "
     "is deterministic. Identical records cannot occur twice (the file name is the content's hash); records whose "
     "metrics are identical but whose provenance differs are reruns, and the newest of them is shown. Rows are "
@@ -77,7 +78,7 @@ def _row(best: Record, group: list[Record]) -> dict[str, Any]:
     m = best.data["metrics"]
     ties = [r for r in group if r is not best and rank_key(r)[:3] == rank_key(best)[:3] and r.data["metrics"] != m]
     row: dict[str, Any] = {"dataset": best.table_key[0], "split": best.table_key[1],
-                           "benchmark_version": best.table_key[2], "method": best.method}
+                           "benchmark_version": best.table_key[2], "method": best.entry}
     row.update({col: _get(m, path) for col, path in METRICS})
     row["threshold_source"] = threshold_source(m)
     row["threshold"] = _get(m, "components.threshold")
@@ -94,7 +95,7 @@ def best_records(records: list[Record]) -> dict[tuple, list[tuple[Record, list[R
     """Table key -> [(best record, all records of that method)], best method first."""
     groups: dict[tuple, dict[str, list[Record]]] = {}
     for r in records:
-        groups.setdefault(r.table_key, {}).setdefault(r.method, []).append(r)
+        groups.setdefault(r.table_key, {}).setdefault(r.entry, []).append(r)
     tables = {}
     for key in sorted(groups):
         chosen = [(max(g, key=rank_key), g) for g in groups[key].values()]
