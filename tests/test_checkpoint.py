@@ -1,5 +1,6 @@
 """Checkpoint loading: published structure, strict keys with a readable diff, no code unpickling."""
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -74,3 +75,21 @@ def test_corrupt_and_missing_files(model, tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="not a state dict"):
         read_state_dict(tmp_path / "list.pt")
+
+
+def test_a_loaded_checkpoint_is_hashed_once_until_it_changes(model, tmp_path, monkeypatch):
+    """The record's sha256 comes from the size+mtime-keyed sidecar: a multi-GB file is not re-read every run."""
+    from oodbench.models import download
+
+    path = tmp_path / "m.pt"
+    torch.save(model.state_dict(), path)
+    calls = []
+    monkeypatch.setattr(download, "sha256_file", lambda p: calls.append(p) or sha256_file(p))
+    first = load_into(create_model("tiny_deeplab", num_classes=19, width=8), path)["sha256"]
+    again = load_into(create_model("tiny_deeplab", num_classes=19, width=8), path)["sha256"]
+    assert first == again == sha256_file(path) and len(calls) == 1
+    mtime = path.stat().st_mtime_ns
+    torch.save({k: v + 1 for k, v in model.state_dict().items()}, path)  # another file at the same path
+    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))  # a new mtime even where the file system keeps whole seconds
+    changed = load_into(create_model("tiny_deeplab", num_classes=19, width=8), path)["sha256"]
+    assert changed == sha256_file(path) != first and len(calls) == 2

@@ -103,4 +103,6 @@ def load_into(model: nn.Module, path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint does not match {type(model).__name__}: " + "; ".join(parts)
                               + ". Check that the checkpoint belongs to this model and class count")
     model.load_state_dict(sd, strict=True)
-    return {**meta, "sha256": sha256_file(path)}
+    from .download import sha256_of  # cached beside the file: a multi-GB checkpoint is hashed once, not every run
+
+    return {**meta, "sha256": sha256_of(path)}
