@@ -25,7 +25,7 @@ from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
 from .components import TAUS, FrameComponents
 from .key_hist import float16_keys
-from .pixel import _split
+from .pixel import scores_by_class
 
 __all__ = ["BootstrapCollector", "METHOD"]
 
@@ -88,7 +88,7 @@ class BootstrapCollector:
         if components is not None:
             self._check_setting(components.setting)
         hists = []
-        for part in _split(labels, scores, ignore_index):
+        for part in scores_by_class(labels, scores, ignore_index):
             hist = np.bincount(float16_keys(part), minlength=NUM_KEYS)
             if hist[:_NAN_LOW].any() or hist[_NAN_HIGH + 1:].any():
                 raise ScoreError(f"{int(hist[:_NAN_LOW].sum() + hist[_NAN_HIGH + 1:].sum())} non-ignored pixel(s) "

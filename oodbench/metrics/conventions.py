@@ -16,7 +16,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from ..registry import Registry
-from .pixel import PixelMetricState, _raise_nonfinite, _split, _summarize
+from .pixel import PixelMetricState, raise_nonfinite, scores_by_class, summarize
 
 __all__ = ["CONVENTIONS", "ConventionState", "convention_from_state_dict", "create_convention", "list_conventions"]
 
@@ -43,11 +43,11 @@ def convention_from_state_dict(d: dict) -> "ConventionState":
 
 def _scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Validated scores of one frame's OoD and in-distribution pixels (float32 or float64, all finite)."""
-    pos, neg = _split(labels, scores, ignore_index)
+    pos, neg = scores_by_class(labels, scores, ignore_index)
     with np.errstate(over="ignore", invalid="ignore"):
         if not (np.isfinite(pos.sum()) and np.isfinite(neg.sum())):
             if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
-                _raise_nonfinite(labels, scores, ignore_index, float32=False)
+                raise_nonfinite(labels, scores, ignore_index, float32=False)
     return pos, neg
 
 
@@ -193,7 +193,7 @@ class _PooledState(ConventionState):
         raise NotImplementedError
 
     def compute(self) -> dict:
-        _, pos, neg = self._hist._descending()
+        _, pos, neg = self._hist.descending_bins()
         tp, fp = np.cumsum(pos), np.cumsum(neg)
         num_pos, num_neg = (int(tp[-1]), int(fp[-1])) if tp.size else (0, 0)
         with np.errstate(divide="ignore", invalid="ignore"):  # rates without negatives become NaN below
@@ -214,7 +214,7 @@ class CanonicalState(_PooledState):
                    "trapezoid AUROC, FPR at the first threshold with TPR >= 0.95 (Fishyscapes, SegmentMeIfYouCan)")
 
     def _rule(self, pos, neg, tp, fp):
-        return _summarize(pos, tp, fp, neg, int(fp[-1]))
+        return summarize(pos, tp, fp, neg, int(fp[-1]))
 
 
 @CONVENTIONS.register("trapezoid_ap")
@@ -270,7 +270,7 @@ class FPR95InterpolatedState(_PooledState):
         self.num_frames += 1
 
     def _rule(self, pos, neg, tp, fp):
-        return {**_summarize(pos, tp, fp, neg, int(fp[-1])), "fpr95": _fpr95_interpolated(tp, fp)}
+        return {**summarize(pos, tp, fp, neg, int(fp[-1])), "fpr95": _fpr95_interpolated(tp, fp)}
 
     def _counters(self) -> dict:
         return {"num_frames": self.num_frames, "num_frames_skipped": self.num_frames_skipped}

@@ -12,7 +12,7 @@ from ..errors import ScoreError
 from .conventions import (CONVENTIONS, NAN, ConventionState, _as_float16, _roc, _scores_by_class, _trapezoid,
                           _trapezoid_ap)
 from .key_hist import float16_keys
-from .pixel import _summarize
+from .pixel import summarize
 
 __all__ = ["Float16State", "Hist100State", "PerImageState", "Smiyc768State"]
 
@@ -47,7 +47,7 @@ class Float16State(ConventionState):
         keys = np.flatnonzero(self._pos | self._neg)[::-1]
         pos, neg = self._pos[keys], self._neg[keys]
         fp = np.cumsum(neg)
-        out = _summarize(pos, np.cumsum(pos), fp, neg, int(fp[-1]) if fp.size else 0)
+        out = summarize(pos, np.cumsum(pos), fp, neg, int(fp[-1]) if fp.size else 0)
         return self._result(**out)
 
     def _merge(self, other: "Float16State") -> None:
@@ -81,7 +81,7 @@ class PerImageState(ConventionState):
             return
         p, n = _distinct_counts(pos, neg)
         tp, fp = np.cumsum(p), np.cumsum(n)
-        s = _summarize(p, tp, fp, n, neg.size)
+        s = summarize(p, tp, fp, n, neg.size)
         self._rows.append((s["auroc"], _trapezoid_ap(tp, fp), s["fpr95"]))
 
     def compute(self) -> dict:
@@ -158,7 +158,7 @@ class Hist100State(ConventionState):
                                            _rescaled(self._neg, 1e7 * ratio_neg))
             fp = np.cumsum(neg)
             if pos.sum():
-                ap = _summarize(pos, np.cumsum(pos), fp, neg, int(fp[-1]))["ap"]
+                ap = summarize(pos, np.cumsum(pos), fp, neg, int(fp[-1]))["ap"]
         elif num_pos:
             ap = 1.0
         return self._result(auroc=auroc, ap=ap, fpr95=fpr95, num_pos=num_pos, num_neg=num_neg)

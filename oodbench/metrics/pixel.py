@@ -53,7 +53,7 @@ def _check_labels(flat_l: np.ndarray, ignore_index: int) -> tuple[int, int]:
     return n_pos, n_neg
 
 
-def _split(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+def scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate one labelled score map and return the scores of its positive and negative pixels."""
     flat_l, flat_s = _flat_pair(labels, scores)
     _check_labels(flat_l, ignore_index)
@@ -65,7 +65,7 @@ def _split(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.
     return flat_s[is_pos], flat_s[is_neg]
 
 
-def _raise_nonfinite(labels: Any, scores: Any, ignore_index: int, float32: bool) -> None:
+def raise_nonfinite(labels: Any, scores: Any, ignore_index: int, float32: bool) -> None:
     """Slow path, only on error: count and locate the offending pixels."""
     labels, scores = np.asarray(labels), np.asarray(scores)
     with np.errstate(over="ignore"):
@@ -80,7 +80,7 @@ def _raise_nonfinite(labels: Any, scores: Any, ignore_index: int, float32: bool)
     )
 
 
-def _summarize(pos: np.ndarray, tp: np.ndarray, fp: np.ndarray, neg_at: np.ndarray, num_neg: int) -> dict:
+def summarize(pos: np.ndarray, tp: np.ndarray, fp: np.ndarray, neg_at: np.ndarray, num_neg: int) -> dict:
     """Metrics from per-threshold counts in descending score order: positives at the threshold,
     positives >= it, negatives >= it, negatives at it (thresholds without positives may be left out)."""
     num_pos = int(tp[-1]) if tp.size else 0
@@ -141,7 +141,7 @@ class PixelMetricState:
                 counted = self._hist.add(np.ascontiguousarray(flat_s, dtype=np.float32), flat_l)
         if not counted:
             host = scores.detach().cpu().numpy() if on_device(scores) else scores
-            _raise_nonfinite(labels, host, ignore_index, float32=True)
+            raise_nonfinite(labels, host, ignore_index, float32=True)
         self._total += n_pos + n_neg
 
     def _reserve(self, n: int) -> None:
@@ -165,7 +165,7 @@ class PixelMetricState:
         self._hist.scatter(*entries)
         self._total += n
 
-    def _descending(self, edges: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    def descending_bins(self, edges: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(lowest key, positives, negatives) per nonzero bin in descending score order (keys None if not asked)."""
         neg, pos, first = self._hist.folded_counts()
         nz = np.flatnonzero(neg | pos)[::-1]
@@ -176,7 +176,7 @@ class PixelMetricState:
         fewest key bits kept by a bin holding a positive and another pixel, the only bins whose width can
         change a metric (32: each is one float32 value, so the metrics are exact for the float32 scores)."""
         at, pos, neg_at, fp, num_neg, first = self._hist.positive_bins()
-        out = _summarize(pos, np.cumsum(pos), fp, neg_at, num_neg)
+        out = summarize(pos, np.cumsum(pos), fp, neg_at, num_neg)
         tied = at[pos + neg_at > 1]  # bins where a coarser bin can change a metric
         e = self._hist.describe(tied, first)[2] if tied.size else None
         out["resolution_bits"] = min(16 + int(e.min()), self.bits) if tied.size else 32
@@ -209,7 +209,7 @@ class PixelMetricState:
     def curves(self, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
         """ROC (fpr, tpr) and PR (recall, precision) curves thinned to about ``max_points`` points spread
         evenly along each curve, for plots in records and on the leaderboard page; empty without both classes."""
-        _, pos, neg = self._descending(edges=False)
+        _, pos, neg = self.descending_bins(edges=False)
         tp, fp = np.cumsum(pos), np.cumsum(neg)
         if not tp.size or tp[-1] == 0 or fp[-1] == 0:
             return {"roc": {"fpr": [], "tpr": []}, "pr": {"recall": [], "precision": []}}
@@ -272,14 +272,14 @@ def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL,
         state = PixelMetricState()
         state.update(labels, scores, ignore_index=ignore_index)
         return state.compute()
-    pos, neg = _split(labels, scores, ignore_index)
+    pos, neg = scores_by_class(labels, scores, ignore_index)
     with np.errstate(over="ignore", invalid="ignore"):
         # A non-finite sum is the cheap screen; overflow of finite values is re-checked exactly.
         if not (np.isfinite(pos.sum()) and np.isfinite(neg.sum())):
             if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
-                _raise_nonfinite(labels, scores, ignore_index, float32=False)
+                raise_nonfinite(labels, scores, ignore_index, float32=False)
     if pos.size == 0:
-        return _summarize(pos, pos, pos, pos, neg.size)
+        return summarize(pos, pos, pos, pos, neg.size)
     pos.sort()
     neg.sort()
     starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])[::-1]
@@ -287,4 +287,4 @@ def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL,
     count = np.diff(np.r_[starts[::-1], pos.size])[::-1]
     fp = neg.size - np.searchsorted(neg, values, side="left")
     neg_at = fp - (neg.size - np.searchsorted(neg, values, side="right"))
-    return _summarize(count, np.cumsum(count), fp, neg_at, neg.size)
+    return summarize(count, np.cumsum(count), fp, neg_at, neg.size)
