@@ -40,7 +40,11 @@ def image_digest(image: np.ndarray | None) -> str:
 
 class ScoreCache:
     """One key's folder: ``put`` writes atomically (a crash leaves no partial map), ``get`` returns None on a miss
-    (absent, or computed from another image). ``dtype``: float16 (the persistent cache) or float32 (exact)."""
+    (absent, or computed from another image). ``dtype``: float16 (the persistent cache) or float32 (exact).
+    Maps this object wrote are also held in memory up to ``hold_bytes``, so that a second pass over the split
+    (components at the oracle threshold) need not read them back."""
+
+    hold_bytes = 256 << 20
 
     def __init__(self, key: str, root: str | Path | None = None, dtype: str = STORAGE):
         self.key, self.dtype = key, np.dtype(dtype)
@@ -48,6 +52,8 @@ class ScoreCache:
             root = os.environ.get("OODBENCH_SCORE_CACHE") or home() / "score_cache"
         self.folder = Path(root)
         self.folder = self.folder / key[:2] / key
+        self._held: dict[str, tuple[str, np.ndarray]] = {}  # id -> (image digest, stored map)
+        self._held_bytes = 0
 
     def _path(self, sample_id: str) -> Path:
         return self.folder / f"{sample_id}.npz"
@@ -70,8 +76,11 @@ class ScoreCache:
         if not np.isfinite(stored).all():
             raise ScoreError(f"sample {sample_id!r}: scores overflow float16 (|score| > 65504) and cannot be cached; "
                              f"rescale the score or run with --no-score-cache")
-        digest = np.array(image_digest(image))
-        self._write(self._path(sample_id), lambda fh: np.savez(fh, score=stored, image=digest))
+        digest = image_digest(image)
+        self._write(self._path(sample_id), lambda fh: np.savez(fh, score=stored, image=np.array(digest)))
+        if self._held_bytes + stored.nbytes <= self.hold_bytes and sample_id not in self._held:
+            self._held[sample_id] = digest, stored
+            self._held_bytes += stored.nbytes
         return stored.astype(np.float32)
 
     def put_segments(self, sample_id: str, item: ImageSegments, threshold: float) -> None:
@@ -94,6 +103,9 @@ class ScoreCache:
             raise ScoreError(f"{path}: unreadable cached segments ({exc}); delete it to recompute") from exc
 
     def get(self, sample_id: str, image: np.ndarray | None) -> np.ndarray | None:
+        held = self._held.get(sample_id)
+        if held is not None and held[0] == image_digest(image):
+            return held[1].astype(np.float32)
         path = self._path(sample_id)
         if not path.is_file():
             return None

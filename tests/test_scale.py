@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -154,3 +156,25 @@ def test_an_edited_frame_is_scored_again(tmp_path):
     edited[0, 0, 0] ^= 1
     assert cache.get(sample.id, edited) is None
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_maps_are_held_in_memory_within_a_budget(tmp_path, monkeypatch):
+    """A second pass reads the maps this cache wrote from memory (up to hold_bytes), the rest from disk: the same
+    values either way, and an edited frame is still a miss."""
+    from oodbench.score_cache import ScoreCache
+
+    rng = np.random.default_rng(0)
+    frames = [(f"f{k}", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for k in range(3)]
+    cache = ScoreCache("k", tmp_path)
+    cache.hold_bytes = 2 * 8 * 8 * 2  # two float16 maps
+    stored = [cache.put(i, img[..., 0] / 7.0, img) for i, img in frames]
+    reads = []
+    load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: reads.append(a[0]) or load(*a, **k))
+    for (i, img), want in zip(frames, stored):
+        np.testing.assert_array_equal(cache.get(i, img), want)
+        np.testing.assert_array_equal(ScoreCache("k", tmp_path).get(i, img), want)  # a fresh object reads the file
+    assert [Path(r).name for r in reads] == ["f0.npz", "f1.npz", "f2.npz", "f2.npz"]
+    edited = frames[0][1].copy()
+    edited[0, 0, 0] ^= 1
+    assert cache.get("f0", edited) is None
