@@ -72,7 +72,7 @@ class ScoreCache:
     def put(self, sample_id: str, score: np.ndarray, image: np.ndarray | None) -> np.ndarray:
         """Store the map in the cache's dtype with the image's digest; return it as read back (float32)."""
         with np.errstate(over="ignore"):
-            stored = np.asarray(score, dtype=self.dtype)
+            stored = np.array(score, dtype=self.dtype)  # a copy: a held map must not share the caller's buffer
         if not np.isfinite(stored).all():
             raise ScoreError(f"sample {sample_id!r}: scores overflow float16 (|score| > 65504) and cannot be cached; "
                              f"rescale the score or run with --no-score-cache")

@@ -77,19 +77,35 @@ def test_corrupt_and_missing_files(model, tmp_path):
         read_state_dict(tmp_path / "list.pt")
 
 
-def test_a_loaded_checkpoint_is_hashed_once_until_it_changes(model, tmp_path, monkeypatch):
-    """The record's sha256 comes from the size+mtime-keyed sidecar: a multi-GB file is not re-read every run."""
+def test_a_cached_checkpoint_is_hashed_once_until_it_changes(model, tmp_path, monkeypatch):
+    """oodbench's own download cache takes the sha256 from the sidecar (keyed on size, mtime, ctime and inode): a
+    multi-GB file is not re-read every run, and a file copied over it, even with its mtime kept, is hashed again.
+    A user's own file is hashed on every load and gets no sidecar."""
     from oodbench.models import download
 
     path = tmp_path / "m.pt"
     torch.save(model.state_dict(), path)
     calls = []
     monkeypatch.setattr(download, "sha256_file", lambda p: calls.append(p) or sha256_file(p))
-    first = load_into(create_model("tiny_deeplab", num_classes=19, width=8), path)["sha256"]
-    again = load_into(create_model("tiny_deeplab", num_classes=19, width=8), path)["sha256"]
+
+    def load(cached=True):
+        return load_into(create_model("tiny_deeplab", num_classes=19, width=8), path, cached_hash=cached)["sha256"]
+
+    first, again = load(), load()
     assert first == again == sha256_file(path) and len(calls) == 1
-    mtime = path.stat().st_mtime_ns
-    torch.save({k: v + 1 for k, v in model.state_dict().items()}, path)  # another file at the same path
-    os.utime(path, ns=(mtime + 10**9, mtime + 10**9))  # a new mtime even where the file system keeps whole seconds
-    changed = load_into(create_model("tiny_deeplab", num_classes=19, width=8), path)["sha256"]
+    other = tmp_path / "elsewhere" / "m.pt"  # the same name inside the archive: the same size, other content
+    other.parent.mkdir()
+    torch.manual_seed(1)
+    torch.save(create_model("tiny_deeplab", num_classes=19, width=8).state_dict(), other)
+    st = path.stat()
+    os.replace(other, path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p or rsync -a keep it
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    changed = load()
     assert changed == sha256_file(path) != first and len(calls) == 2
+    own = tmp_path / "mine" / "m.pt"
+    own.parent.mkdir()
+    torch.save(model.state_dict(), own)
+    path = own
+    assert load(cached=False) == load(cached=False) == first and len(calls) == 2  # hashed directly, no sidecar
+    assert not list(own.parent.glob("*.sha256"))

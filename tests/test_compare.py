@@ -216,10 +216,23 @@ def test_newest_record_per_key_wins(tmp_path):
     old, new = fake("m"), copy.deepcopy(fake("m"))
     new["provenance"]["utc_time"] = "2026-02-01T00:00:00+00:00"
     new["metrics"]["pixel"]["ap"] = 0.7
-    put(new, tmp_path)
-    put(old, tmp_path)
+    paths = [tmp_path / put(r, tmp_path) for r in (new, old)]
     (tmp_path / "index.json").write_text("[]")  # not a record: skipped
     assert load_records([tmp_path])["m/synthetic/test"]["metrics"]["pixel"]["ap"] == 0.7
+    for order in (paths, paths[::-1]):  # whichever file comes first
+        assert load_records(order)["m/synthetic/test"]["metrics"]["pixel"]["ap"] == 0.7
+
+
+def test_a_local_checkpoint_run_is_compared_apart(tmp_path):
+    """A run on a local --checkpoint never stands in for the card model's record of the same method."""
+    from oodbench.leaderboard.compare import load_records
+
+    card, local = fake("m"), fake("m")
+    local["provenance"]["utc_time"] = "2026-02-01T00:00:00+00:00"
+    local["method"].update(model_info={"local_override": True}, checkpoint_sha256="cd" * 32)
+    for r in (card, local):
+        put(r, tmp_path)
+    assert sorted(load_records([tmp_path])) == ["m (local checkpoint cdcdcdcd)/synthetic/test", "m/synthetic/test"]
 
 
 def test_edited_records_are_refused(records):

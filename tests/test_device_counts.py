@@ -94,18 +94,22 @@ def test_nonfinite_device_scores_raise_and_leave_the_state_unchanged(tensors_on_
 
 
 def test_pickle_and_merge_carry_pending_device_counts(tensors_on_device):
-    host, device, other = PixelMetricState(), PixelMetricState(), PixelMetricState()
-    for seed in range(2):
-        labels, scores = family_map("noisy", seed, (128, 128))
-        host.update(labels, scores)
-        device.update(labels, torch.from_numpy(scores))
-    restored = pickle.loads(pickle.dumps(device))  # as all_gather_object sends it
+    def fed(kind, seeds, on_device):
+        state = PixelMetricState()
+        for seed in seeds:
+            labels, scores = family_map(kind, seed, (128, 128))
+            state.update(labels, torch.from_numpy(scores) if on_device else scores)
+        return state
+
+    pending = fed("noisy", range(2), True)
+    assert pending._hist.device_counts.pending  # the second frame's counts are still on the device
+    restored = pickle.loads(pickle.dumps(pending))  # as all_gather_object sends it
     assert restored._hist.device_counts is None
-    same_state(host, restored)
-    labels, scores = family_map("smooth", 5, (128, 128))
-    other.update(labels, torch.from_numpy(scores))
-    host.update(labels, scores)
-    same_state(host, device.merge(other))
+    same_state(fed("noisy", range(2), False), restored)
+    mine, theirs = fed("noisy", range(2), True), fed("smooth", range(5, 7), True)
+    assert mine._hist.device_counts.pending and theirs._hist.device_counts.pending
+    host = fed("noisy", range(2), False).merge(fed("smooth", range(5, 7), False))
+    same_state(host, mine.merge(theirs))
 
 
 def test_cpu_tensors_take_the_host_pass():
@@ -155,7 +159,9 @@ def test_score_pass_counts_device_scores_as_the_host_map(tensors_on_device, tmp_
     same_state(on_host.pixel, on_device.pixel)
 
 
-def test_float16_rounding_of_torch_equals_numpy():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_float16_rounding_of_torch_equals_numpy(device):
     """``as_cached`` rounds on the device as numpy rounds for the cache: ties, subnormals, overflow, signs."""
     rng = np.random.default_rng(0)
     bits = np.concatenate([rng.integers(0, 2**32, 2**20, dtype=np.uint64).astype(np.uint32),
@@ -165,5 +171,5 @@ def test_float16_rounding_of_torch_equals_numpy():
     values = values[np.isfinite(values)]
     with np.errstate(over="ignore"):
         want = values.astype(np.float16).astype(np.float32)
-    got = torch.from_numpy(values).to(torch.float16).to(torch.float32).numpy()
+    got = torch.from_numpy(values).to(device).to(torch.float16).to(torch.float32).cpu().numpy()
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))

@@ -178,3 +178,14 @@ def test_maps_are_held_in_memory_within_a_budget(tmp_path, monkeypatch):
     edited = frames[0][1].copy()
     edited[0, 0, 0] ^= 1
     assert cache.get("f0", edited) is None
+
+
+def test_a_held_map_does_not_share_the_callers_buffer(tmp_path):
+    """The float32 scratch cache of the oracle pass keeps a copy: a method that reuses its output buffer cannot
+    change the maps the second pass reads."""
+    from oodbench.score_cache import ScoreCache
+
+    cache, buffer = ScoreCache("pass", tmp_path, dtype="float32"), np.zeros((4, 4), np.float32)
+    cache.put("f0", buffer, None)
+    buffer[:] = 7.0
+    assert not cache.get("f0", None).any()

@@ -19,6 +19,7 @@ from typing import Any, Iterable
 from tabulate import tabulate
 
 from ..errors import OodbenchError
+from .store import entry_name
 from .validate import check_file
 
 FORMAT = "oodbench-ci-baseline/1"
@@ -82,7 +83,8 @@ def _get(record: dict, path: str) -> Any:
 
 
 def record_key(record: dict) -> str:
-    return f"{record['method']['name']}/{record['dataset']['name']}/{record['dataset']['split']}"
+    """method/dataset/split, the method named as its leaderboard row (a local checkpoint's run is apart)."""
+    return f"{entry_name(record)}/{record['dataset']['name']}/{record['dataset']['split']}"
 
 
 def selected_metrics(record: dict) -> dict[str, float]:

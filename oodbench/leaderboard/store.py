@@ -11,6 +11,15 @@ from .digest import record_digest
 from .validate import RecordError, check_file
 
 
+def entry_name(record: dict[str, Any]) -> str:
+    """The row a record competes for: its method, apart when it ran a local checkpoint (``--checkpoint``) instead of
+    its card's, so that a private file never stands in for the published model (leaderboard, compare, paper)."""
+    method = record["method"]
+    if not (method.get("model_info") or {}).get("local_override"):
+        return method["name"]
+    return f"{method['name']} (local checkpoint {str(method.get('checkpoint_sha256') or '?')[:8]})"
+
+
 @dataclass(frozen=True)
 class Record:
     """One checked record file: its path and its JSON content."""
@@ -29,12 +38,7 @@ class Record:
 
     @property
     def entry(self) -> str:
-        """The leaderboard row it competes for: the method, apart when it ran a local checkpoint (``--checkpoint``)
-        instead of its card's, so that a private file never outranks the published model's row."""
-        info = self.data["method"].get("model_info") or {}
-        if not info.get("local_override"):
-            return self.method
-        return f"{self.method} (local checkpoint {str(self.data['method'].get('checkpoint_sha256') or '?')[:8]})"
+        return entry_name(self.data)
 
     @property
     def table_key(self) -> tuple[str, str, int]:

@@ -66,6 +66,8 @@ class ModelScoreMethod(Method):
     def setup(self, progress: bool = True) -> dict[str, Any]:
         model, info = self._load(progress)
         self.model = model.to(self.device).eval()
+        if self.amp:  # the inputs go channels-last too: no layout conversion in every conv
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.model_info = info
         return {"model": self.model_label, "checkpoint_sha256": info.get("sha256"), "model_info": info}
 
@@ -115,7 +117,7 @@ def load_card_model(card: str, checkpoint: str | Path | None, progress: bool) ->
     path = resolve_checkpoint(checkpoint=checkpoint, url=spec.checkpoint_url, sha256=spec.checkpoint_sha256,
                               filename=spec.checkpoint_file, progress=progress)
     model = create_model(spec.name, num_classes=spec.num_classes)
-    loaded = load_into(model, path)
+    loaded = load_into(model, path, cached_hash=checkpoint is None)
     info = {"arch": spec.name, "card": card, "checkpoint_file": Path(path).name, "checkpoint_url": spec.checkpoint_url,
             "checkpoint_source": spec.source, "sha256": loaded["sha256"], "published_sha256": spec.checkpoint_sha256,
             "matches_published": None if spec.checkpoint_sha256 is None else loaded["sha256"] == spec.checkpoint_sha256,

@@ -46,7 +46,7 @@ class DeviceCounts:
     def add(self, idx: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> None:
         """Count the kept pixels: bin b's negatives at 2b, positives at 2b + 1."""
         slots = (2 * idx + labels)[keep]
-        self.counts += torch.bincount(slots, minlength=self.counts.numel())
+        self.counts.index_add_(0, slots, torch.ones_like(slots))
         self.pending = True
 
     def drain(self, neg: np.ndarray, pos: np.ndarray, bins: int) -> None:

@@ -140,7 +140,7 @@ class PixelMetricState:
             with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
                 counted = self._hist.add(np.ascontiguousarray(flat_s, dtype=np.float32), flat_l)
         if not counted:
-            host = scores.detach().cpu().numpy() if on_device(scores) else scores
+            host = scores.detach().float().cpu().numpy() if on_device(scores) else scores
             raise_nonfinite(labels, host, ignore_index, float32=True)
         self._total += n_pos + n_neg
 
@@ -248,7 +248,7 @@ class PixelMetricState:
         return state
 
     def nbytes(self) -> int:
-        """Memory held by the state's arrays (at most about 58 MiB)."""
+        """Memory held by the state's arrays (under 64 MiB)."""
         return self._hist.nbytes()
 
     def __repr__(self) -> str:

@@ -86,8 +86,10 @@ def _strip_prefix(sd: dict[str, torch.Tensor], prefix: str = "module.") -> dict[
     return sd
 
 
-def load_into(model: nn.Module, path: str | Path) -> dict[str, Any]:
-    """Strictly load a checkpoint into ``model``; a mismatch lists missing, unexpected and reshaped keys."""
+def load_into(model: nn.Module, path: str | Path, cached_hash: bool = False) -> dict[str, Any]:
+    """Strictly load a checkpoint into ``model``; a mismatch lists missing, unexpected and reshaped keys.
+    ``cached_hash``: take the sha256 from the sidecar of oodbench's own download cache (a multi-GB file is hashed
+    once); a user's file is hashed on every load and gets no sidecar."""
     sd, meta = read_state_dict(path)
     own = model.state_dict()
     missing = sorted(set(own) - set(sd))
@@ -103,6 +105,8 @@ def load_into(model: nn.Module, path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint does not match {type(model).__name__}: " + "; ".join(parts)
                               + ". Check that the checkpoint belongs to this model and class count")
     model.load_state_dict(sd, strict=True)
-    from .download import sha256_of  # cached beside the file: a multi-GB checkpoint is hashed once, not every run
+    if not cached_hash:
+        return {**meta, "sha256": sha256_file(path)}
+    from .download import sha256_of
 
     return {**meta, "sha256": sha256_of(path)}

@@ -55,7 +55,7 @@ def _read_sidecar(path: Path) -> dict:
 
 def _write_sidecar(path: Path, digest: str, st: os.stat_result, url: str | None) -> None:
     """Best effort: the sidecar only saves re-hashing, so a read-only folder is not an error."""
-    rec = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    rec = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
     if url:
         rec["url"] = url
     side = _sidecar(path)
@@ -74,14 +74,15 @@ def _write_sidecar(path: Path, digest: str, st: os.stat_result, url: str | None)
 
 
 def sha256_of(path: str | Path) -> str:
-    """sha256 of ``path``, cached in ``<path>.sha256`` keyed on size and mtime so a multi-GB checkpoint
-    is hashed once; a changed size or mtime means a re-hash."""
+    """sha256 of ``path``, cached in ``<path>.sha256`` keyed on size, mtime, ctime and inode so a multi-GB
+    checkpoint is hashed once; a file replaced or copied over it (even with its mtime kept) is hashed again."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; download it or pass --checkpoint PATH")
     st = path.stat()
     rec = _read_sidecar(path)
-    if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+    if [rec.get(k) for k in ("size", "mtime_ns", "ctime_ns", "ino")] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                                                       st.st_ino]:
         return rec["sha256"]
     digest = sha256_file(path)
     if path.stat().st_mtime_ns == st.st_mtime_ns:  # not rewritten while we hashed it
