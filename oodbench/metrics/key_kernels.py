@@ -82,6 +82,9 @@ def move_blocks(old, new, old_start, new_start, old_e, new_e):
     for b in range(old_start.size):
         drop = old_e[b] - new_e[b]
         src, dst = old_start[b], new_start[b]
+        if drop == 0:
+            new[dst: dst + (1 << new_e[b])] = old[src: src + (1 << new_e[b])]
+            continue
         for j in range(1 << new_e[b]):
             total = old[src]
             for t in range(1, 1 << drop):
