@@ -41,7 +41,7 @@ def convention_from_state_dict(d: dict) -> "ConventionState":
 
 # ---- validation and curve rules shared by the conventions -------------------------------------------
 
-def _scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+def finite_scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
     """Validated scores of one frame's OoD and in-distribution pixels (float32 or float64, all finite)."""
     pos, neg = scores_by_class(labels, scores, ignore_index)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -51,7 +51,7 @@ def _scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.nd
     return pos, neg
 
 
-def _as_float16(part: np.ndarray, what: str) -> np.ndarray:
+def as_float16(part: np.ndarray, what: str) -> np.ndarray:
     """Finite scores cast to float16, as SegmentMeIfYouCan stores them; overflow is an error, not inf."""
     with np.errstate(over="ignore"):
         half = part.astype(np.float16)
@@ -64,11 +64,11 @@ def _as_float16(part: np.ndarray, what: str) -> np.ndarray:
     return half
 
 
-def _trapezoid(x: np.ndarray, y: np.ndarray) -> float:
+def trapezoid(x: np.ndarray, y: np.ndarray) -> float:
     return float((np.diff(x) * (y[1:] + y[:-1]) / 2.0).sum())
 
 
-def _roc(tp: np.ndarray, fp: np.ndarray, drop_intermediate: bool) -> tuple[np.ndarray, np.ndarray]:
+def roc_points(tp: np.ndarray, fp: np.ndarray, drop_intermediate: bool) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) as ``sklearn.metrics.roc_curve`` builds them from cumulative counts per threshold:
     collinear interior points dropped when asked, then the (0, 0) start added."""
     tp, fp = tp.astype(np.float64), fp.astype(np.float64)
@@ -79,12 +79,12 @@ def _roc(tp: np.ndarray, fp: np.ndarray, drop_intermediate: bool) -> tuple[np.nd
     return fp / fp[-1], tp / tp[-1]
 
 
-def _trapezoid_ap(tp: np.ndarray, fp: np.ndarray) -> float:
+def trapezoid_ap(tp: np.ndarray, fp: np.ndarray) -> float:
     """Trapezoid area under ``sklearn.metrics.precision_recall_curve``: its points up to the first
     threshold of full recall, plus its (recall 0, precision 1) end."""
     last = int(np.searchsorted(tp, tp[-1])) + 1
     tp, fp = tp[:last].astype(np.float64), fp[:last].astype(np.float64)
-    return _trapezoid(np.r_[0.0, tp / tp[-1]], np.r_[1.0, tp / (tp + fp)])
+    return trapezoid(np.r_[0.0, tp / tp[-1]], np.r_[1.0, tp / (tp + fp)])
 
 
 def _fpr95_nearest(tp: np.ndarray, fp: np.ndarray) -> float:
@@ -98,13 +98,13 @@ def _fpr95_nearest(tp: np.ndarray, fp: np.ndarray) -> float:
 
 def _fpr95_strict(tp: np.ndarray, fp: np.ndarray) -> float:
     """RbA / DenseHybrid ``calculate_auroc``: first point of ``roc_curve`` (dropped points gone) with TPR > 0.95."""
-    fpr, tpr = _roc(tp, fp, drop_intermediate=True)
+    fpr, tpr = roc_points(tp, fp, drop_intermediate=True)
     return float(fpr[np.argmax(tpr > 0.95)])
 
 
 def _fpr95_interpolated(tp: np.ndarray, fp: np.ndarray) -> float:
     """``ood_metrics.fpr_at_95_tpr`` (Mask2Anomaly): ``np.interp(0.95, tpr, fpr)`` on ``roc_curve``."""
-    fpr, tpr = _roc(tp, fp, drop_intermediate=True)
+    fpr, tpr = roc_points(tp, fp, drop_intermediate=True)
     return float(np.interp(0.95, tpr, fpr))
 
 
@@ -225,7 +225,7 @@ class TrapezoidAPState(_PooledState):
     _KEYS = ("ap",)
 
     def _rule(self, pos, neg, tp, fp):
-        return {"ap": _trapezoid_ap(tp, fp)}
+        return {"ap": trapezoid_ap(tp, fp)}
 
 
 @CONVENTIONS.register("fpr95_nearest")
@@ -265,7 +265,7 @@ class FPR95InterpolatedState(_PooledState):
         if np.any(np.asarray(labels) == OOD_LABEL):
             self._hist.update(labels, scores, ignore_index=ignore_index)
         else:
-            _scores_by_class(labels, scores, ignore_index)  # a skipped frame must still be a valid one
+            finite_scores_by_class(labels, scores, ignore_index)  # a skipped frame must still be a valid one
             self.num_frames_skipped += 1
         self.num_frames += 1
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
-from .conventions import (CONVENTIONS, NAN, ConventionState, _as_float16, _roc, _scores_by_class, _trapezoid,
-                          _trapezoid_ap)
+from .conventions import (CONVENTIONS, NAN, ConventionState, as_float16, finite_scores_by_class, roc_points, trapezoid,
+                          trapezoid_ap)
 from .key_hist import float16_keys
 from .pixel import summarize
 
@@ -36,8 +36,8 @@ class Float16State(ConventionState):
         self._neg = np.zeros(1 << 16, np.int64)
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
-        pos, neg = _scores_by_class(labels, scores, ignore_index)
-        hists = [np.bincount(float16_keys(_as_float16(p, "float16")), minlength=1 << 16) for p in (pos, neg)]
+        pos, neg = finite_scores_by_class(labels, scores, ignore_index)
+        hists = [np.bincount(float16_keys(as_float16(p, "float16")), minlength=1 << 16) for p in (pos, neg)]
         for state, hist in zip((self._pos, self._neg), hists):
             state += hist
             state[0x8000] += state[0x7FFF]  # -0.0 joins +0.0
@@ -75,14 +75,14 @@ class PerImageState(ConventionState):
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         """Per-image AUROC, AP and FPR95 from this frame's non-ignored pixels, sorted exactly (any dtype)."""
-        pos, neg = _scores_by_class(labels, scores, ignore_index)
+        pos, neg = finite_scores_by_class(labels, scores, ignore_index)
         if not (pos.size and neg.size):  # pytorch-ood raises on such a frame
             self.num_frames_skipped += 1
             return
         p, n = _distinct_counts(pos, neg)
         tp, fp = np.cumsum(p), np.cumsum(n)
         s = summarize(p, tp, fp, n, neg.size)
-        self._rows.append((s["auroc"], _trapezoid_ap(tp, fp), s["fpr95"]))
+        self._rows.append((s["auroc"], trapezoid_ap(tp, fp), s["fpr95"]))
 
     def compute(self) -> dict:
         rows = np.array(self._rows, np.float64).reshape(-1, 3)
@@ -131,7 +131,7 @@ class Hist100State(ConventionState):
         self._neg = np.zeros(100, np.int64)
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
-        parts = _scores_by_class(labels, scores, ignore_index)
+        parts = finite_scores_by_class(labels, scores, ignore_index)
         outside = sum(int(np.count_nonzero((p < 0) | (p > 1))) for p in parts)
         if outside:
             lo, hi = min(float(p.min()) for p in parts if p.size), max(float(p.max()) for p in parts if p.size)
@@ -150,8 +150,8 @@ class Hist100State(ConventionState):
         auroc = ap = fpr95 = NAN
         if num_pos and num_neg:
             pos, neg = _descending_nonzero(_rescaled(self._pos, 1e5), _rescaled(self._neg, 1e5))
-            fpr, tpr = _roc(np.cumsum(pos), np.cumsum(neg), drop_intermediate=True)
-            auroc = _trapezoid(fpr, tpr)
+            fpr, tpr = roc_points(np.cumsum(pos), np.cumsum(neg), drop_intermediate=True)
+            auroc = trapezoid(fpr, tpr)
             fpr95 = float(fpr[np.argmin(np.abs(tpr - 0.95))])
             ratio_neg = num_neg / (num_neg + num_pos)
             pos, neg = _descending_nonzero(_rescaled(self._pos, 1e7 * (1 - ratio_neg)),
@@ -197,9 +197,9 @@ class Smiyc768State(ConventionState):
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         """Bin one frame as ``binary_confusion_matrix(bin_strategy='percentiles', num_bins=768)`` does."""
-        parts = _scores_by_class(labels, scores, ignore_index)
+        parts = finite_scores_by_class(labels, scores, ignore_index)
         if self.store_float16:
-            parts = tuple(_as_float16(p, "smiyc768 (store_float16=True)") for p in parts)
+            parts = tuple(as_float16(p, "smiyc768 (store_float16=True)") for p in parts)
         pos, neg = parts
         edges = [np.array([0, 1])]
         for part in parts:
@@ -237,7 +237,7 @@ class Smiyc768State(ConventionState):
             ap = float(np.sum(np.diff(tpr) * precision[1:]))
             if self.num_neg:
                 fpr = fp / num_neg
-                auroc = _trapezoid(fpr, tpr)
+                auroc = trapezoid(fpr, tpr)
                 i = int(np.searchsorted(tpr, 0.95))
                 fpr95 = float(fpr[i]) if i < tpr.size else 1.0
         return self._result(auroc=auroc, ap=ap, fpr95=fpr95, num_pos=self.num_pos, num_neg=self.num_neg,
