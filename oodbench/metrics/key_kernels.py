@@ -13,9 +13,9 @@ from numba import njit
 @njit(cache=True, nogil=True, boundscheck=False)
 def stage(scores, labels, fast, mask, neg8, neg, pos, trash, sign, rest):
     """Count float32 ``scores`` with uint8 ``labels`` (0 negative, 1 positive, others skipped) into their fine
-    bins, negatives through the staging array (``fast``: per level-1 bin, (block start << 5) | dropped key bits), ``sign`` = +1
-    to add, -1 to take back. Pixels of level-1 bins without a block land in ``trash``; their indices are
-    written to ``rest`` and their number is returned."""
+    bins (``fast``: per level-1 bin, (block start << 5) | dropped key bits), negatives through the staging array;
+    ``sign`` = +1 to add, -1 to take back. Pixels of level-1 bins without a block land in ``trash``; their
+    indices are written to ``rest`` and their number is returned."""
     bits = scores.view(np.int32)
     step = np.uint8(1) if sign > 0 else np.uint8(255)
     wrap = np.uint8(0) if sign > 0 else np.uint8(255)
