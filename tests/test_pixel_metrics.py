@@ -411,3 +411,18 @@ def test_thinned_curves_lie_on_sklearn_curves():
     assert 40 <= len(c["roc"]["fpr"]) <= 51 and c["roc"]["fpr"][-1] == c["roc"]["tpr"][-1] == 1.0
     assert np.trapezoid(c["roc"]["tpr"], c["roc"]["fpr"]) == pytest.approx(state.compute()["auroc"], abs=2e-3)
     assert PixelMetricState().curves()["roc"] == {"fpr": [], "tpr": []}
+
+
+def test_an_image_refused_at_the_narrow_limit_changes_nothing():
+    """An image with a NaN that would take the state past int32 counts is refused before the switch to int64."""
+    labels, scores = family_map("noisy", 0, (64, 64))
+    state = state_of(labels[:32], scores[:32], SmallState)  # 2,048 pixels of 5,000
+    before = state.state_dict()
+    bad = scores.copy()
+    bad[40, 3] = np.nan
+    with pytest.raises(ScoreError, match=r"\(40, 3\)"):
+        state.update(labels, bad)
+    assert state._hist.dtype == np.int32
+    same_state(state, SmallState.from_state_dict(before))
+    state.update(labels, scores)  # the same image without the NaN: now int64
+    assert state._hist.dtype == np.int64

@@ -133,16 +133,26 @@ class PixelMetricState:
         n_pos, n_neg = _check_labels(flat_l, ignore_index)
         if flat_l.dtype != np.uint8 or ignore_index in (ID_LABEL, OOD_LABEL):  # uint8 codes: 0, 1, 2 = ignore
             flat_l = np.where(flat_l == OOD_LABEL, 1, np.where(flat_l == ID_LABEL, 0, 2)).astype(np.uint8)
-        self._reserve(n_pos + n_neg)
+        if not on_device(flat_s):
+            with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
+                flat_s = np.ascontiguousarray(flat_s, dtype=np.float32)
+        if self._total + n_pos + n_neg > self._hist.narrow_limit and self._hist.dtype != np.int64:
+            if not _finite_where(flat_s, flat_l <= 1):  # refused before widening: a refused image changes nothing
+                self._refuse(labels, scores, ignore_index)
+            self._hist.widen()
         if on_device(flat_s):
             counted = self._hist.add_on_device(flat_s, np.ascontiguousarray(flat_l))
         else:
-            with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
-                counted = self._hist.add(np.ascontiguousarray(flat_s, dtype=np.float32), flat_l)
+            counted = self._hist.add(flat_s, flat_l)
         if not counted:
-            host = scores.detach().float().cpu().numpy() if on_device(scores) else scores
-            raise_nonfinite(labels, host, ignore_index, float32=True)
+            self._refuse(labels, scores, ignore_index)
         self._total += n_pos + n_neg
+
+    @staticmethod
+    def _refuse(labels: Any, scores: Any, ignore_index: int) -> None:
+        """The ScoreError of an image with NaN/inf (or beyond float32) scores where labels count."""
+        host = scores.detach().float().cpu().numpy() if on_device(scores) else scores
+        raise_nonfinite(labels, host, ignore_index, float32=True)
 
     def _reserve(self, n: int) -> None:
         """Switch to int64 counts before the state would hold more pixels than int32 counts allow."""
@@ -253,6 +263,15 @@ class PixelMetricState:
 
     def __repr__(self) -> str:
         return f"PixelMetricState(bits={self.bits}, pixels={self._total}, level={self._hist.level})"
+
+
+def _finite_where(scores: Any, keep: np.ndarray) -> bool:
+    """Whether the kept scores are all finite as float32 (a device tensor is checked where it is)."""
+    if on_device(scores):
+        import torch
+
+        return bool(scores[torch.from_numpy(keep).to(scores.device)].float().isfinite().all())
+    return bool(np.isfinite(scores[keep]).all())
 
 
 def _as_float(key: int) -> float:
