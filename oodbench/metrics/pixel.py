@@ -107,9 +107,9 @@ def _first_reaching(tp: np.ndarray, num_pos: int, tpr: float) -> int:
 class PixelMetricState:
     """Mergeable pooled state: positive and negative pixel counts per bin of the float32 score, in bounded memory.
 
-    Scores are cast to float32 and binned by their bit pattern (``key_hist.KeyHistogram``, at most ~58 MiB):
+    Scores are cast to float32 and binned by their bit pattern (``key_hist.KeyHistogram``, under 64 MiB):
     each bin keeps the top r of 32 key bits, r = 32 (one float32 value per bin, so the metrics are exact) where
-    the occupied score range is narrow, e.g. all scores in [0.90, 0.91]; wide ranges get r = 27-29 (probability
+    the occupied score range is narrow, e.g. all scores in [0.90, 0.91]; wide ranges get r = 26-29 (probability
     maps over (0, 1): 29). Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
     key bits of a bin where that can change a metric. float16 scores are always exact (>= 19 bits over the
     float16 range). ``bits`` caps r (9..32; 19 and up keep float16 scores exact). Merged or sharded
