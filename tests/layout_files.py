@@ -15,6 +15,21 @@ def random_rgb(seed: int, h: int, w: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
+def write_red_scenes(root: Path, w: int, distractor: tuple[slice, slice], ignore_rows: int = 0,
+                     count: int = 3) -> Path:
+    """A `folder` dataset whose OoD object is the reddest thing in each frame: a 10x10 object (label 1) moving one
+    pixel per frame, a less red in-distribution distractor, and ``ignore_rows`` top rows labelled ignore (255)."""
+    for i in range(count):
+        image = np.full((32, w, 3), 25, np.uint8)
+        label = np.zeros((32, w), np.uint8)
+        image[5:15, 5 + i:15 + i, 0], label[5:15, 5 + i:15 + i] = 230, 1
+        image[distractor + (0,)] = 200
+        label[:ignore_rows] = 255
+        write_png(root / "images" / f"f{i}.png", image)
+        write_png(root / "labels" / f"f{i}.png", label)
+    return root
+
+
 # Cityscapes labelId -> colour of the fixture scenes written by write_cityscapes_split (sky, building, road, car).
 _SCENE_COLOURS = {23: (70, 130, 180), 11: (70, 70, 70), 7: (128, 64, 128), 26: (0, 0, 142)}
 

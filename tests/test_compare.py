@@ -17,7 +17,7 @@ from oodbench.leaderboard.validate import RecordError
 from oodbench.methods import Method, MethodOutput
 from oodbench.runner import run
 
-from layout_files import write_png
+from layout_files import write_red_scenes
 from record_factory import valid_record
 
 
@@ -46,14 +46,7 @@ def put(record: dict, folder) -> str:
 @pytest.fixture
 def records(tmp_path):
     """A real record (red channel as score over a folder dataset) and a hand-made one with segment counts."""
-    root = tmp_path / "scenes"
-    for i in range(3):
-        image = np.full((32, 64, 3), 25, np.uint8)
-        label = np.zeros((32, 64), np.uint8)
-        image[5:15, 5 + i:15 + i, 0], label[5:15, 5 + i:15 + i] = 230, 1
-        image[20:25, 40:45, 0] = 200
-        write_png(root / "images" / f"f{i}.png", image)
-        write_png(root / "labels" / f"f{i}.png", label)
+    root = write_red_scenes(tmp_path / "scenes", 64, np.s_[20:25, 40:45])
     folder = tmp_path / "records"
     run(Red(), dataset="folder", data_root=root, out_dir=folder, progress=False, track="obstacle")
     put(fake("entmax_meta", fp_before=40, fn_before=10, fp_after=3, fn_after=12), folder)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
-from layout_files import write_png
+from layout_files import write_red_scenes
 
 from oodbench.commands.leaderboard import FORMATS, register
 from oodbench.errors import OodbenchError
@@ -306,15 +306,7 @@ def test_real_run_record_validates_and_renders(tmp_path):
         def predict(self, images):
             return MethodOutput(images[..., 0].astype(np.float32) / 255)
 
-    root = tmp_path / "mine"
-    for i in range(3):
-        image = np.full((32, 48, 3), 25, np.uint8)
-        label = np.zeros((32, 48), np.uint8)
-        image[5:15, 5 + i:15 + i, 0], label[5:15, 5 + i:15 + i] = 230, 1
-        image[20:28, 30:38, 0] = 200
-        label[:2] = 255
-        write_png(root / "images" / f"f{i}.png", image)
-        write_png(root / "labels" / f"f{i}.png", label)
+    root = write_red_scenes(tmp_path / "mine", 48, np.s_[20:28, 30:38], ignore_rows=2)
     record, path = run(Red(), dataset="folder", data_root=root, out_dir=tmp_path / "records", progress=False,
                        threshold="oracle", track="obstacle", bootstrap=20)
     assert read_record(path) == record
