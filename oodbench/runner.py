@@ -154,7 +154,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
                 states.components = ComponentMetricState.for_track(comp_threshold, track)
                 states.bootstrap = BootstrapCollector() if bootstrap > 0 else None
                 score_pass(None, part, batch_size, progress, "components at the oracle threshold",
-                           [states.component_consumer()], pass_cache)
+                           [states.consume_components], pass_cache)
                 states = all_merged(states, ("components", "bootstrap"))
     if shard is not None:
         return {"shard": list(shard), "num_images": len(part), "scored": len(part) - cached, "from_cache": cached,

@@ -23,30 +23,35 @@ class EvaluationStates:
     components: ComponentMetricState | None = None
     bootstrap: BootstrapCollector | None = None
 
+    def __post_init__(self) -> None:
+        # pooled conventions binned like the pixel state read its counts instead of counting every pixel again
+        self.shared = {name for name, state in self.conventions.items() if state.share(self.pixel)}
+
     def consume(self, item: Scored) -> None:
         label, score = item.sample.label, item.score
         self.pixel.update(label, score if item.device_score is None else item.device_score)
-        for state in self.conventions.values():
-            state.update(label, score)
+        for name, state in self.conventions.items():
+            if name not in self.shared:
+                state.update(label, score)
         if self.segments is not None and item.segments is not None:
             self.segments.add(item.segments)
-        frame = self.components.update(label, score) if self.components is not None else None
-        if self.bootstrap is not None and (frame is not None or self.components is None):
-            self.bootstrap.update(label, score, components=frame, image_id=item.sample.id)
+        self.consume_components(item)
 
-    def component_consumer(self) -> Consumer:
-        """Only component sums (and the bootstrap, which needs them): the oracle threshold's second pass."""
-        def consume(item: Scored) -> None:
-            frame = self.components.update(item.sample.label, item.score)
-            if self.bootstrap is not None:
-                self.bootstrap.update(item.sample.label, item.score, components=frame, image_id=item.sample.id)
-        return consume
+    def consume_components(self, item: Scored) -> None:
+        """Component sums and the bootstrap (which needs them); alone, the oracle threshold's second pass."""
+        frame = self.components.update(item.sample.label, item.score) if self.components is not None else None
+        if self.bootstrap is not None:
+            self.bootstrap.update(item.sample.label, item.score, components=frame, image_id=item.sample.id)
 
     def merge(self, other: "EvaluationStates") -> "EvaluationStates":
         """Add another shard's states (shards in dataset order keep order-dependent states equal to one pass)."""
+        if other.shared != self.shared:
+            raise ValueError(f"cannot merge states whose conventions share the pixel state differently "
+                             f"({sorted(other.shared)} into {sorted(self.shared)})")
         self.pixel.merge(other.pixel)
         for name, state in self.conventions.items():
-            state.merge(other.conventions[name])
+            if name not in self.shared:
+                state.merge(other.conventions[name])
         for part in ("segments", "components", "bootstrap"):
             mine, theirs = getattr(self, part), getattr(other, part)
             if mine is not None and theirs is not None:

@@ -349,3 +349,34 @@ def test_errors_name_the_fix():
         create_convention("canonical").merge(create_convention("canonical", bits=22))
     with pytest.raises(ValueError, match="merge"):
         create_convention("canonical").merge(create_convention("trapezoid_ap"))
+
+
+def test_pooled_conventions_of_a_run_read_the_record_state():
+    """In a run's states, pooled conventions binned like the pixel state share its counts (no second histogram);
+    their numbers equal standalone states', also after pickling and merging shards. fpr95_interpolated, which
+    skips frames, keeps its own."""
+    import pickle
+
+    from oodbench.data.base import Sample
+    from oodbench.scoring import Scored
+    from oodbench.states import EvaluationStates
+
+    names = ("canonical", "trapezoid_ap", "fpr95_interpolated", "float16")
+    frames = make_frames(3)[1] + make_frames(4)[1]
+
+    def fed(part):
+        states = EvaluationStates(conventions={n: create_convention(n) for n in names})
+        for k, (labels, scores) in enumerate(part):
+            states.consume(Scored(Sample(f"f{k}", None, labels), np.asarray(scores, np.float32)))
+        return states
+
+    states = fed(frames)
+    assert states.shared == {"canonical", "trapezoid_ap"}
+    assert all(states.conventions[n]._hist is states.pixel for n in states.shared)
+    assert states.pixel._total == sum(int(np.sum(lab != 255)) for lab, _ in frames)  # counted once
+    merged = pickle.loads(pickle.dumps(fed(frames[:3]))).merge(pickle.loads(pickle.dumps(fed(frames[3:]))))
+    for name in names:
+        want = state_over(name, [(lab, np.asarray(s, np.float32)) for lab, s in frames]).compute()
+        for got in (states.conventions[name].compute(), merged.conventions[name].compute()):
+            assert got.keys() == want.keys()
+            assert all(got[k] == want[k] or abs(got[k] - want[k]) <= TOL for k in want), (name, got, want)

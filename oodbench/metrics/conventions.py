@@ -135,6 +135,11 @@ class ConventionState:
     def _settings(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._SETTINGS}
 
+    def share(self, pixel: PixelMetricState) -> bool:
+        """Read its counts from ``pixel``, a state fed with the same frames elsewhere (the record's own), instead
+        of counting every pixel again; True if it does, and then the owner alone updates and merges ``pixel``."""
+        return False
+
     def merge(self, other: "ConventionState") -> "ConventionState":
         """Add another state of this convention and settings in place (a shard, a process); return self.
         Frame-ordered states append the other's frames after their own."""
@@ -177,6 +182,13 @@ class _PooledState(ConventionState):
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         self._hist.update(labels, scores, ignore_index=ignore_index)
+
+    def share(self, pixel: PixelMetricState) -> bool:
+        """A fresh pooled state binned like ``pixel`` differs from it only in the rule: it adopts its counts."""
+        if pixel.bits != self.bits or self._hist._total:
+            return False
+        self._hist = pixel
+        return True
 
     def _merge(self, other: "_PooledState") -> None:
         self._hist.merge(other._hist)
@@ -271,6 +283,9 @@ class FPR95InterpolatedState(_PooledState):
 
     def _rule(self, pos, neg, tp, fp):
         return {**summarize(pos, tp, fp, neg, int(fp[-1])), "fpr95": _fpr95_interpolated(tp, fp)}
+
+    def share(self, pixel: PixelMetricState) -> bool:
+        return False  # it skips frames without OoD pixels, so its counts are not the record's
 
     def _counters(self) -> dict:
         return {"num_frames": self.num_frames, "num_frames_skipped": self.num_frames_skipped}
