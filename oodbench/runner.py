@@ -111,10 +111,15 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     setup_seconds = time.perf_counter() - start
     scorer = None if from_cache else m
 
+    passes: dict[str, tuple[Dataset, PixelMetricState]] = {}
+
     def other_split(name: str, purpose: str) -> tuple[Dataset, PixelMetricState]:
-        other = DATASETS.create(dataset, root=data_root, split=name, **opts)
-        cache = score_cache_for(m, method_info, other, opts, score_cache, cache_root)
-        return other, _pixel_pass(scorer, other, batch_size, progress, f"{purpose} on {name}", cache)
+        """A split's pixel state, scored once even when calibration and the component threshold both use it."""
+        if name not in passes:
+            other = DATASETS.create(dataset, root=data_root, split=name, **opts)
+            cache = score_cache_for(m, method_info, other, opts, score_cache, cache_root)
+            passes[name] = other, _pixel_pass(scorer, other, batch_size, progress, f"{purpose} on {name}", cache)
+        return passes[name]
 
     stage = m.segment_stage
     seg_threshold, calibration = None, None

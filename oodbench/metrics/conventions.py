@@ -16,7 +16,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from ..registry import Registry
-from .pixel import PixelMetricState, raise_nonfinite, scores_by_class, summarize
+from .pixel import PixelMetricState, finite_scores_by_class, summarize
 
 __all__ = ["CONVENTIONS", "ConventionState", "convention_from_state_dict", "create_convention", "list_conventions"]
 
@@ -40,15 +40,6 @@ def convention_from_state_dict(d: dict) -> "ConventionState":
 
 
 # ---- validation and curve rules shared by the conventions -------------------------------------------
-
-def finite_scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validated scores of one frame's OoD and in-distribution pixels (float32 or float64, all finite)."""
-    pos, neg = scores_by_class(labels, scores, ignore_index)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if not (np.isfinite(pos.sum()) and np.isfinite(neg.sum())):
-            if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
-                raise_nonfinite(labels, scores, ignore_index, float32=False)
-    return pos, neg
 
 
 def as_float16(part: np.ndarray, what: str) -> np.ndarray:

@@ -208,11 +208,12 @@ class KeyHistogram:
             return True
         rest = rest[labels[rest] <= 1]
         s, lab = scores[rest], labels[rest]
-        if not self._finite(s):
+        his = self._level1(s)
+        if NONFINITE[his].any():
             if self.used:
                 self._fast(scores, labels, sign=-1)
             return False
-        self._add_new(s, lab)
+        self._add_new(s, lab, his)
         return True
 
     def add_on_device(self, scores: torch.Tensor, labels: np.ndarray) -> bool:
@@ -233,24 +234,23 @@ class KeyHistogram:
         idx, lab, keep, rest = counts.index(flat, labels, self.mask, self.trash)
         if rest.size:
             s = flat[torch.from_numpy(rest).to(flat.device)].cpu().numpy()
-            if not self._finite(s):
+            his = self._level1(s)
+            if NONFINITE[his].any():
                 return False
         counts.add(idx, lab, keep)
         if rest.size:
-            self._add_new(s, labels[rest])
+            self._add_new(s, labels[rest], his)
         return True
 
-    def _finite(self, scores: np.ndarray) -> bool:
-        """Whether no score lies in a NaN/inf level-1 bin."""
+    def _level1(self, scores: np.ndarray) -> np.ndarray:
+        """The distinct level-1 bins of ``scores``, ascending."""
         seen = np.zeros(L1, bool)
         seen[monotone_keys(scores, self.mask) >> np.uint32(16)] = True
-        return not NONFINITE[seen].any()
+        return np.flatnonzero(seen)
 
-    def _add_new(self, scores: np.ndarray, labels: np.ndarray) -> None:
-        """Count finite pixels some of whose level-1 bins have no block yet: blocks first."""
-        seen = np.zeros(L1, bool)
-        seen[monotone_keys(scores, self.mask) >> np.uint32(16)] = True
-        self.occupy(np.flatnonzero(seen))
+    def _add_new(self, scores: np.ndarray, labels: np.ndarray, his: np.ndarray) -> None:
+        """Count finite pixels whose level-1 bins ``his`` may have no block yet: blocks first."""
+        self.occupy(his)
         self._fast(scores, labels)
 
     # ---- reading ----------------------------------------------------------------------------------------

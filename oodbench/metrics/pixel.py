@@ -65,6 +65,17 @@ def scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.nda
     return flat_s[is_pos], flat_s[is_neg]
 
 
+def finite_scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """``scores_by_class``, refusing NaN/inf scores of labelled pixels with a ScoreError that locates them."""
+    pos, neg = scores_by_class(labels, scores, ignore_index)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # A non-finite sum is the cheap screen; overflow of finite values is re-checked exactly.
+        if not (np.isfinite(pos.sum()) and np.isfinite(neg.sum())):
+            if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
+                raise_nonfinite(labels, scores, ignore_index, float32=False)
+    return pos, neg
+
+
 def raise_nonfinite(labels: Any, scores: Any, ignore_index: int, float32: bool) -> None:
     """Slow path, only on error: count and locate the offending pixels."""
     labels, scores = np.asarray(labels), np.asarray(scores)
@@ -291,12 +302,7 @@ def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL,
         state = PixelMetricState()
         state.update(labels, scores, ignore_index=ignore_index)
         return state.compute()
-    pos, neg = scores_by_class(labels, scores, ignore_index)
-    with np.errstate(over="ignore", invalid="ignore"):
-        # A non-finite sum is the cheap screen; overflow of finite values is re-checked exactly.
-        if not (np.isfinite(pos.sum()) and np.isfinite(neg.sum())):
-            if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
-                raise_nonfinite(labels, scores, ignore_index, float32=False)
+    pos, neg = finite_scores_by_class(labels, scores, ignore_index)
     if pos.size == 0:
         return summarize(pos, pos, pos, pos, neg.size)
     pos.sort()

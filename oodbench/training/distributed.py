@@ -86,11 +86,6 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return tensor
 
 
-def barrier(ctx: DistContext) -> None:
-    if ctx.enabled:
-        dist.barrier()
-
-
 def shard_epoch(length: int, ctx: DistContext, global_batch: int, skip_steps: int = 0) -> list[int]:
     """This rank's positions of an epoch of ``length`` items: padded by wrapping to a multiple of the
     world size, the first ``skip_steps`` global batches dropped (a resumed epoch), then every

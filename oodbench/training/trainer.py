@@ -115,7 +115,7 @@ class EntmaxTrainer:
         self.data = EntmaxTrainData(train, proxies, cfg.proxy_mode, cfg.proxy_fraction, cfg.crop, cfg.seed)
         self.val = FrameData(val, cfg.val_max_images) if val is not None else None
         self.model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_options)
-        if cfg.init:
+        if cfg.init and not resume:  # a resumed run's weights come from its state file
             load_into(self.model, cfg.init)
         self.model.to(self.ctx.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
