@@ -7,13 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import ScoreError
+from .files import atomic_write
 from .paths import home
 from .segments.collector import ImageSegments
 
@@ -59,15 +59,7 @@ class ScoreCache:
         return self.folder / f"{sample_id}.npz"
 
     def _write(self, path: Path, write) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, write, suffix=".part", sync=False)  # a lost map is only scored again
 
     def put(self, sample_id: str, score: np.ndarray, image: np.ndarray | None) -> np.ndarray:
         """Store the map in the cache's dtype with the image's digest; return it as read back (float32)."""

@@ -4,9 +4,7 @@ canvas directly (no pyplot state, no display needed) and writes the file atomica
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import matplotlib as mpl
@@ -17,6 +15,7 @@ from matplotlib.patches import Patch
 from scipy import ndimage
 
 from .data.base import IGNORE_LABEL, OOD_LABEL
+from .files import atomic_write
 from .panel import PanelData, PanelSegments
 
 __all__ = ["COLOURS", "FIG_WIDTH", "default_panel_path", "figure_size", "panel_names", "render_panel",
@@ -179,15 +178,7 @@ def render_panel(data: PanelData, out: str | Path, dpi: int = 100) -> dict:
     axes = _draw(fig, data)
     boxes = _boxes(fig, axes)
     fig.set_layout_engine("none")  # keep the positions just measured for the saved file
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".panel-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi, metadata={"oodbench-panels": json.dumps(boxes)})
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the leaderboard page serves it
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(out, lambda fh: fig.savefig(fh, format="png", dpi=dpi,
+                                             metadata={"oodbench-panels": json.dumps(boxes)}), suffix=".png")
     size = (round(fig.get_figwidth() * dpi), round(fig.get_figheight() * dpi))
     return {"path": out, "size": size, "panels": boxes}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oodbench.leaderboard import files
+from oodbench import files
 from oodbench.leaderboard.build import build_leaderboard
 from oodbench.leaderboard.record import write_record
 from oodbench.leaderboard.store import load_records

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OodbenchError
-from .files import atomic_write
+from ..files import atomic_write
 from .html import to_html
 from .render import to_csv, to_latex, to_markdown
 from .store import load_records

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,6 +17,7 @@ from typing import Any, Iterable
 from tabulate import tabulate
 
 from ..errors import OodbenchError
+from ..files import atomic_write
 from .store import entry_name
 from .validate import check_file
 
@@ -155,18 +154,7 @@ def write_baseline(path: str | Path, records: dict[str, dict], replace: bool = F
             "about": "oodbench CI regression baseline: method/dataset/split -> metrics (fractions; counts as "
                      "integers). Update with `oodbench compare --write-baseline`.",
             "entries": dict(sorted(entries.items()))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".baseline-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=False, ensure_ascii=False)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return data
 
 

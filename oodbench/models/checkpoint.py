@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 # Harmless non-tensor types found in published checkpoints (numpy scalars in training metadata).
 try:
@@ -33,16 +32,7 @@ def sha256_file(path: str | Path) -> str:
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | Path, meta: dict[str, Any] | None = None) -> str:
     """Write ``{"state_dict": ..., "meta": ...}`` atomically (temp file + rename); return its sha256."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"state_dict": dict(state_dict), "meta": meta or {}}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    path = atomic_write(path, lambda f: torch.save({"state_dict": dict(state_dict), "meta": meta or {}}, f))
     return sha256_file(path)
 
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import paths
 from ..errors import CheckpointError
+from ..files import atomic_write
 from .checkpoint import sha256_file
 
 __all__ = ["UnverifiedCheckpointWarning", "default_cache_dir", "fetch_checkpoint", "resolve_checkpoint", "sha256_of"]
@@ -58,19 +59,10 @@ def _write_sidecar(path: Path, digest: str, st: os.stat_result, url: str | None)
     rec = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
     if url:
         rec["url"] = url
-    side = _sidecar(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=side.name, suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec, f)
-        os.replace(tmp, side)
+        atomic_write(_sidecar(path), json.dumps(rec))
     except OSError:
         pass
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def sha256_of(path: str | Path) -> str:

@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import random
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..files import atomic_write
 
 
 def seed_everything(seed: int) -> None:
@@ -51,15 +51,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename, so a crash never leaves a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_state(path: Path) -> dict[str, Any]:
