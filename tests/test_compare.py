@@ -14,18 +14,11 @@ from oodbench.errors import OodbenchError
 from oodbench.leaderboard.compare import METRICS, compare, parse_tolerances, read_baseline, record_key
 from oodbench.leaderboard.record import seal, write_record
 from oodbench.leaderboard.validate import RecordError
-from oodbench.methods import Method, MethodOutput
 from oodbench.runner import run
 
 from layout_files import write_red_scenes
+from red_method import Red
 from record_factory import valid_record
-
-
-class Red(Method):
-    name = "red"
-
-    def predict(self, images):
-        return MethodOutput(images[..., 0].astype(np.float32) / 255)
 
 
 def fake(method: str, **segments) -> dict:

@@ -297,14 +297,9 @@ def test_cli_bad_records_fail_or_are_skipped(store, tmp_path, capsys):
 
 
 def test_real_run_record_validates_and_renders(tmp_path):
-    from oodbench.methods import Method, MethodOutput  # imported here: spawned writers need not load torch
-    from oodbench.runner import run
+    from oodbench.runner import run  # imported here: spawned writers need not load torch
 
-    class Red(Method):
-        name = "red"
-
-        def predict(self, images):
-            return MethodOutput(images[..., 0].astype(np.float32) / 255)
+    from red_method import Red
 
     root = write_red_scenes(tmp_path / "mine", 48, np.s_[20:28, 30:38], ignore_rows=2)
     record, path = run(Red(), dataset="folder", data_root=root, out_dir=tmp_path / "records", progress=False,

@@ -10,21 +10,15 @@ from PIL import Image
 from sklearn.metrics import precision_recall_curve
 
 from oodbench.errors import OodbenchError
-from oodbench.methods import Method, MethodOutput
+from oodbench.methods import MethodOutput
 from oodbench.metrics.pixel import PixelMetricState
 from oodbench.runner import run
 from oodbench.thresholds import ThresholdPolicy
 
 from layout_files import write_png
+from red_method import Red
 
 H, W = 64, 128
-
-
-class Red(Method):
-    name = "red"
-
-    def predict(self, images):
-        return MethodOutput(images[..., 0].astype(np.float32) / 255)
 
 
 def test_parse():
