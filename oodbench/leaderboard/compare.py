@@ -19,7 +19,7 @@ from tabulate import tabulate
 from ..errors import OodbenchError
 from ..files import atomic_write
 from .store import entry_name
-from .validate import check_file
+from .validate import check_record
 
 FORMAT = "oodbench-ci-baseline/1"
 HIGHER, LOWER = "higher", "lower"
@@ -116,7 +116,7 @@ def load_records(sources: Iterable[str | Path]) -> dict[str, dict]:
                 raise OodbenchError(f"{path}: not a readable JSON record ({exc})") from None
             if not isinstance(rec, dict) or not {"method", "dataset", "metrics"} <= rec.keys():
                 continue
-            rec = check_file(path)
+            check_record(path, rec)
             key = record_key(rec)
             when = rec.get("provenance", {}).get("utc_time", "")
             if key not in found or when >= found[key].get("provenance", {}).get("utc_time", ""):

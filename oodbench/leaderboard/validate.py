@@ -92,8 +92,13 @@ def check_file(path: str | Path) -> dict:
                                                  f"{exc.msg}")]) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(str(path), [("(file)", f"cannot be read: {exc}")]) from exc
+    return check_record(path, record)
+
+
+def check_record(path: str | Path, record: Any) -> dict:
+    """Schema-check and address-check a record read from ``path``; RecordError lists what is wrong."""
     validate_record(record, str(path))
-    problems = address_problems(path, record)
+    problems = address_problems(Path(path), record)
     if problems:
         raise RecordError(str(path), problems)
     return record
