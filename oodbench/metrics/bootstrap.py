@@ -24,7 +24,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
 from .components import TAUS, FrameComponents
-from .key_hist import float16_keys
+from .key_hist import float16_histogram
 from .pixel import scores_by_class
 
 __all__ = ["BootstrapCollector", "METHOD"]
@@ -32,8 +32,6 @@ __all__ = ["BootstrapCollector", "METHOD"]
 METHOD = "percentile bootstrap over images"
 FLOAT16_NOTE = ("pixel metrics of the resamples use scores rounded to float16 (ties within one float16 step; "
                 "|score| > 65504 saturates to +-inf); report the point estimate from the canonical pixel state")
-NUM_KEYS = 1 << 16
-_ZERO_NEG, _ZERO_POS = 0x7FFF, 0x8000  # keys of -0.0 and +0.0: counted together
 _NAN_LOW, _NAN_HIGH = 0x03FF, 0xFC00  # keys of -inf and +inf; NaNs lie outside [_NAN_LOW, _NAN_HIGH]
 _NT = TAUS.size
 _MAX_BLOCK = 1 << 22  # elements of one dense (resamples x keys), (resamples x images) or (images x keys) block
@@ -89,12 +87,10 @@ class BootstrapCollector:
             self._check_setting(components.setting)
         hists = []
         for part in scores_by_class(labels, scores, ignore_index):
-            hist = np.bincount(float16_keys(part), minlength=NUM_KEYS)
+            hist = float16_histogram(part)
             if hist[:_NAN_LOW].any() or hist[_NAN_HIGH + 1:].any():
                 raise ScoreError(f"{int(hist[:_NAN_LOW].sum() + hist[_NAN_HIGH + 1:].sum())} non-ignored pixel(s) "
                                  "have NaN scores: fix the score function or set those pixels to ignore")
-            hist[_ZERO_POS] += hist[_ZERO_NEG]
-            hist[_ZERO_NEG] = 0
             hists.append(hist)
         keys = np.flatnonzero(hists[0] | hists[1])
         self._keys.append(keys.astype(np.uint16))

@@ -10,7 +10,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
 from .conventions import CONVENTIONS, NAN, ConventionState, as_float16, roc_points, trapezoid, trapezoid_ap
-from .key_hist import float16_keys
+from .key_hist import float16_histogram
 from .pixel import finite_scores_by_class, summarize
 
 __all__ = ["Float16State", "Hist100State", "PerImageState", "Smiyc768State"]
@@ -36,11 +36,8 @@ class Float16State(ConventionState):
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         pos, neg = finite_scores_by_class(labels, scores, ignore_index)
-        hists = [np.bincount(float16_keys(as_float16(p, "float16")), minlength=1 << 16) for p in (pos, neg)]
-        for state, hist in zip((self._pos, self._neg), hists):
-            state += hist
-            state[0x8000] += state[0x7FFF]  # -0.0 joins +0.0
-            state[0x7FFF] = 0
+        self._pos += float16_histogram(as_float16(pos, "float16"))
+        self._neg += float16_histogram(as_float16(neg, "float16"))
 
     def compute(self) -> dict:
         keys = np.flatnonzero(self._pos | self._neg)[::-1]

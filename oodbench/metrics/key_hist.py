@@ -42,6 +42,14 @@ def float16_keys(scores: np.ndarray) -> np.ndarray:
     return np.where(negative, ~bits, bits | 0x8000).astype(np.intp)
 
 
+def float16_histogram(scores: np.ndarray) -> np.ndarray:
+    """Pixel counts per float16 value, in key order (``float16_keys``), -0.0 counted with +0.0 (equal scores)."""
+    hist = np.bincount(float16_keys(scores), minlength=1 << 16)
+    hist[0x8000] += hist[0x7FFF]
+    hist[0x7FFF] = 0
+    return hist
+
+
 def monotone_keys(scores: np.ndarray, mask: int = 0xFFFFFFFF) -> np.ndarray:
     """float32 -> new uint32 keys in score order (negatives: all bits flipped; others: sign bit set), cut by mask."""
     bits = scores.view(np.int32)
