@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from ..data.base import Sample
 from .loss import IGNORE_ID, entropy_maximization_loss
 from .proxy import entmax_epoch
+from .validation import miou_from_confusion, update_confusion
 
 
 @dataclass(frozen=True)
@@ -86,15 +87,10 @@ def train_model(model: nn.Module, frames: Sequence[Sample], proxies: Sequence[Sa
 def mean_iou(model: nn.Module, samples: Sequence[Sample], num_classes: int, batch_size: int = 8) -> float:
     """Mean IoU over the classes present in the labels or predictions (train ids, 255 ignored)."""
     model.eval()
-    conf = np.zeros((num_classes, num_classes), dtype=np.int64)
+    conf = torch.zeros((num_classes, num_classes), dtype=torch.int64)
     for start in range(0, len(samples), batch_size):
         batch = samples[start:start + batch_size]
         x = torch.from_numpy(np.stack([s.image for s in batch])).permute(0, 3, 1, 2).float()
-        pred = model(x).argmax(1).numpy()
-        for s, p in zip(batch, pred):
-            valid = s.label < num_classes
-            conf += np.bincount(s.label[valid].astype(np.int64) * num_classes + p[valid],
-                                minlength=num_classes ** 2).reshape(num_classes, num_classes)
-    inter = np.diag(conf)
-    union = conf.sum(0) + conf.sum(1) - inter
-    return float(np.mean(inter[union > 0] / union[union > 0]))
+        labels = torch.from_numpy(np.stack([s.label for s in batch]))
+        update_confusion(conf, model(x).argmax(1), labels)
+    return miou_from_confusion(conf)
