@@ -1,7 +1,6 @@
 """Records and the leaderboard: schema, content addresses, the store under concurrent writers, the best-per-method
 rule, and the Markdown/CSV/LaTeX tables (hand-built records; one real record from a tiny run)."""
 import argparse
-import copy
 import json
 import multiprocessing
 import tomllib
@@ -12,30 +11,21 @@ import pandas as pd
 import pytest
 from jsonschema import Draft202012Validator
 from layout_files import write_red_scenes
+from record_factory import valid_record
 
 from oodbench.commands.leaderboard import FORMATS, register
 from oodbench.errors import OodbenchError
 from oodbench.leaderboard.build import OUTPUTS, build_leaderboard
-from oodbench.leaderboard.record import make_record, read_record, record_name, seal, write_record
+from oodbench.leaderboard.record import read_record, record_name, seal, write_record
 from oodbench.leaderboard.render import to_csv, to_latex, to_markdown
 from oodbench.leaderboard.store import BadRecordsError, BadRecordsWarning, load_records
 from oodbench.leaderboard.table import COLUMNS, leaderboard_frame
 from oodbench.leaderboard.validate import RecordError, schema
 
 ROOT = Path(__file__).resolve().parents[1]
-_BASE = make_record(method={"name": "base"}, dataset={"name": "laf", "split": "test", "num_images": 10,
-                                                      "fingerprint": "f" * 64},
-                    metrics={"pixel": {"auroc": 0.5, "ap": 0.5, "fpr95": 0.5, "num_pos": 100, "num_neg": 900}},
-                    cost={"wall_seconds": 1.0, "images_per_second": 10.0})  # provenance once: it runs git
-
-
 def rec(method, ap, auroc=0.9, fpr95=0.3, *, dataset="laf", split="test", utc="2026-01-01T00:00:00+00:00",
         version=1, siou=None, segments=None, power=2.0):
     """A record with hand-picked metrics: curves shaped by ``power``, component/segment metrics when given."""
-    r = copy.deepcopy(_BASE)
-    r["method"]["name"], r["benchmark_version"] = method, version
-    r["dataset"].update(name=dataset, split=split)
-    r["provenance"]["utc_time"] = utc
     x = np.linspace(0, 1, 21)
     m = {"pixel": {"auroc": auroc, "ap": ap, "fpr95": fpr95, "num_pos": 100, "num_neg": 900},
          "curves": {"roc": {"fpr": x.tolist(), "tpr": (x ** (1 / power)).tolist()},
@@ -46,14 +36,13 @@ def rec(method, ap, auroc=0.9, fpr95=0.3, *, dataset="laf", split="test", utc="2
                                                 "split": "val", "description": "fixed on split 'val' by rule best_f1"}}
     if segments is not None:
         m["segments"] = dict(zip(("fp_before", "fn_before", "fp_after", "fn_after"), segments))
-    r["metrics"] = m
-    return seal(r)
+    return valid_record(method, m, dataset=dataset, split=split, utc=utc, benchmark_version=version)
 
 
 def test_schema_is_valid_shipped_and_declared():
     Draft202012Validator.check_schema(schema())
     assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert schema()["properties"]["schema_version"]["const"] == _BASE["schema_version"] == 1
+    assert schema()["properties"]["schema_version"]["const"] == rec("m", 0.5)["schema_version"] == 1
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert any(d.startswith("jsonschema") for d in project["project"]["dependencies"])
     shipped = project["tool"]["setuptools"]["package-data"]["oodbench.leaderboard"]
