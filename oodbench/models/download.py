@@ -166,15 +166,13 @@ def _download(url: str, dest: Path, expected: str | None, progress: bool, timeou
 
 
 def fetch_checkpoint(url: str, sha256: str | None, *, cache_dir: str | Path | None = None,
-                     filename: str | None = None, progress: bool = True, timeout: float = 60.0,
-                     force: bool = False) -> Path:
+                     filename: str | None = None, progress: bool = True, timeout: float = 60.0) -> Path:
     """Return the cached checkpoint for ``url``, downloading it first when needed.
 
     With ``sha256``: a cached file with that hash is reused; anything else is downloaded again, and
     the new file replaces the cached one only if it has that hash. Without (unpublished): a cached
     file is reused only if this same URL delivered it and it is unchanged since, else downloaded
     again; either way an :class:`UnverifiedCheckpointWarning` gives the hash to publish.
-    ``force`` downloads even when the cache would do.
     """
     expected = _normalize_sha256(sha256)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -185,7 +183,7 @@ def fetch_checkpoint(url: str, sha256: str | None, *, cache_dir: str | Path | No
         raise CheckpointError(f"{cache}: cannot create the checkpoint cache ({exc}); "
                               f"set $OODBENCH_HOME to a writable folder or pass --checkpoint PATH") from exc
     actual = None
-    if dest.is_file() and not force:
+    if dest.is_file():
         recorded = _read_sidecar(dest)
         actual = sha256_of(dest)
         if expected is not None and actual == expected:

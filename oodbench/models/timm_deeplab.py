@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, OodbenchError, UnknownNameError
+from .registry import TIMM_PREFIX
 from .tiny_deeplab import IMAGENET_MEAN, IMAGENET_STD, conv_bn
 
-PREFIX = "deeplabv3plus_"
 INSTALL_HINT = 'pip install "oodbench[timm]"'
 
 
@@ -186,17 +186,17 @@ def timm_deeplab(
 def resolve(name: str, registered: Iterable[str] = ()) -> Callable[..., DeepLabV3Plus]:
     """Factory for ``deeplabv3plus_<timm model>``; an unknown timm name raises UnknownNameError with
     close names from the registered models and ``timm.list_models()``."""
-    if not name.startswith(PREFIX):
-        raise ValueError(f"{name!r} does not start with {PREFIX!r}")
-    backbone_name = name[len(PREFIX):]
+    if not name.startswith(TIMM_PREFIX):
+        raise ValueError(f"{name!r} does not start with {TIMM_PREFIX!r}")
+    backbone_name = name[len(TIMM_PREFIX):]
     timm = import_timm()
     hub = backbone_name.startswith(("hf-hub:", "hf_hub:"))
     if not backbone_name or not (hub or timm.is_model(backbone_name)):
-        candidates = sorted(set(registered) | {PREFIX + m for m in timm.list_models()})
+        candidates = sorted(set(registered) | {TIMM_PREFIX + m for m in timm.list_models()})
         close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownNameError(
             f"unknown model {name!r}: {backbone_name!r} is neither a registered model nor a timm model.{hint} "
-            f"Names {PREFIX}<timm model> build DeepLabV3+ on any timm backbone; timm.list_models() lists them."
+            f"Names {TIMM_PREFIX}<timm model> build DeepLabV3+ on any timm backbone; timm.list_models() lists them."
         )
     return functools.partial(timm_deeplab, backbone_name)
