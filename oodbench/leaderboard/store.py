@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ class Record:
     path: Path
     data: dict[str, Any]
 
-    @property
+    @cached_property
     def id(self) -> str:
         """The content address (first 16 hex digits of the record digest), unique in a store."""
         return record_digest(self.data)[:16]
