@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from oodbench.metrics.components import ComponentMetricState
+from oodbench.segments.collector import image_segments
 from oodbench.segments.features import segment_features
 
 _TIMES: dict[str, float] = {}
@@ -61,17 +62,29 @@ def test_bench_component_metrics(benchmark, case):
         state.update(label, score)
         return state.compute()
 
-    result = benchmark.pedantic(once, rounds=3, iterations=1)
+    result = benchmark.pedantic(once, rounds=3, iterations=1, warmup_rounds=1)
     assert result["num_gt_components"] == 6 or label.shape[0] < 1024
     _report(benchmark, name, "component metrics")
 
 
 def test_bench_meta_features(benchmark, case):
+    """As in a run: segments of the method's score map (normalized entropy here), features, targets, touches."""
+    name, label, score, probs = case
+    item = benchmark.pedantic(image_segments, args=("frame", probs, label, 0.7, score), rounds=3, iterations=1,
+                              warmup_rounds=1)
+    assert item.features.shape[1] == 75 and len(item.targets) > 0
+    assert item.num_gt == 6 or label.shape[0] < 1024
+    benchmark.extra_info["segments"] = len(item.targets)
+    _report(benchmark, name, f"meta features ({len(item.targets)} segments)")
+
+
+def test_bench_meta_features_from_probs(benchmark, case):
+    """Standalone, segments of the normalized entropy computed from the probabilities (one more pass over C maps)."""
     name, label, _, probs = case
-    features = benchmark.pedantic(segment_features, args=(probs, label == 255, 0.7), rounds=3, iterations=1)
+    features = benchmark.pedantic(segment_features, args=(probs, label == 255, 0.7), rounds=3, iterations=1,
+                                  warmup_rounds=1)
     assert features.features.shape[1] == 75 and features.n > 0
-    benchmark.extra_info["segments"] = int(features.n)
-    _report(benchmark, name, f"meta features ({features.n} segments)")
+    _report(benchmark, name, f"meta features with the entropy from probs ({features.n} segments)")
 
 
 def _report(benchmark, name: str, what: str) -> None:
