@@ -16,6 +16,7 @@ from .metrics.components import ComponentMetricState
 from .metrics.conventions import create_convention
 from .metrics.pixel import PixelMetricState
 from .score_cache import STORAGE, ScoreCache, cache_key
+from .replay import Replay, second_pass
 from .scoring import Shard, score_pass
 from .segments.collector import SegmentCollector
 from .states import EvaluationStates, all_merged, world
@@ -147,10 +148,12 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         components=ComponentMetricState.for_track(comp_threshold, track) if comp_threshold is not None else None,
         bootstrap=BootstrapCollector() if bootstrap > 0 and not oracle else None)
     with tempfile.TemporaryDirectory(prefix="oodbench-scores-") as scratch:
-        # without a cache, the oracle pass reads this run's own float32 maps instead of running the model again
+        # the oracle pass replays labels and maps held in memory, and reads the rest back from the cache (without
+        # one, from this run's own float32 maps) instead of running the model again
         pass_cache = cache or (ScoreCache("pass", scratch, dtype="float32") if oracle else None)
+        replay = Replay(pass_cache.dtype) if oracle and shard is None else None
         model_seconds, cached = score_pass(scorer, part, batch_size, progress, f"{m.name} on {dataset}/{split}",
-                                           [states.consume], pass_cache, seg_threshold)
+                                           [states.consume] + ([replay] if replay is not None else []), pass_cache, seg_threshold)
         if shard is None:
             states = all_merged(states)
             if oracle:
@@ -158,8 +161,8 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
                 comp_extra = {"pixel_f1": best_f1}
                 states.components = ComponentMetricState.for_track(comp_threshold, track)
                 states.bootstrap = BootstrapCollector() if bootstrap > 0 else None
-                score_pass(None, part, batch_size, progress, "components at the oracle threshold",
-                           [states.consume_components], pass_cache)
+                second_pass(replay, part, batch_size, progress, "components at the oracle threshold",
+                            [states.consume_components], pass_cache)
                 states = all_merged(states, ("components", "bootstrap"))
     if shard is not None:
         return {"shard": list(shard), "num_images": len(part), "scored": len(part) - cached, "from_cache": cached,

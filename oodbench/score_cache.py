@@ -40,11 +40,7 @@ def image_digest(image: np.ndarray | None) -> str:
 
 class ScoreCache:
     """One key's folder: ``put`` writes atomically (a crash leaves no partial map), ``get`` returns None on a miss
-    (absent, or computed from another image). ``dtype``: float16 (the persistent cache) or float32 (exact).
-    Maps this object wrote are also held in memory up to ``hold_bytes``, so that a second pass over the split
-    (components at the oracle threshold) need not read them back."""
-
-    hold_bytes = 256 << 20
+    (absent, or computed from another image). ``dtype``: float16 (the persistent cache) or float32 (exact)."""
 
     def __init__(self, key: str, root: str | Path | None = None, dtype: str = STORAGE):
         self.key, self.dtype = key, np.dtype(dtype)
@@ -52,8 +48,6 @@ class ScoreCache:
             root = os.environ.get("OODBENCH_SCORE_CACHE") or home() / "score_cache"
         self.folder = Path(root)
         self.folder = self.folder / key[:2] / key
-        self._held: dict[str, tuple[str, np.ndarray]] = {}  # id -> (image digest, stored map)
-        self._held_bytes = 0
 
     def _path(self, sample_id: str) -> Path:
         return self.folder / f"{sample_id}.npz"
@@ -64,15 +58,12 @@ class ScoreCache:
     def put(self, sample_id: str, score: np.ndarray, image: np.ndarray | None) -> np.ndarray:
         """Store the map in the cache's dtype with the image's digest; return it as read back (float32)."""
         with np.errstate(over="ignore"):
-            stored = np.array(score, dtype=self.dtype)  # a copy: a held map must not share the caller's buffer
+            stored = np.asarray(score, dtype=self.dtype)
         if not np.isfinite(stored).all():
             raise ScoreError(f"sample {sample_id!r}: scores overflow float16 (|score| > 65504) and cannot be cached; "
                              f"rescale the score or run with --no-score-cache")
-        digest = image_digest(image)
-        self._write(self._path(sample_id), lambda fh: np.savez(fh, score=stored, image=np.array(digest)))
-        if self._held_bytes + stored.nbytes <= self.hold_bytes and sample_id not in self._held:
-            self._held[sample_id] = digest, stored
-            self._held_bytes += stored.nbytes
+        digest = np.array(image_digest(image))
+        self._write(self._path(sample_id), lambda fh: np.savez(fh, score=stored, image=digest))
         return stored.astype(np.float32)
 
     def put_segments(self, sample_id: str, item: ImageSegments, threshold: float) -> None:
@@ -95,9 +86,6 @@ class ScoreCache:
             raise ScoreError(f"{path}: unreadable cached segments ({exc}); delete it to recompute") from exc
 
     def get(self, sample_id: str, image: np.ndarray | None) -> np.ndarray | None:
-        held = self._held.get(sample_id)
-        if held is not None and held[0] == image_digest(image):
-            return held[1].astype(np.float32)
         path = self._path(sample_id)
         if not path.is_file():
             return None

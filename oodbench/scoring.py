@@ -33,22 +33,29 @@ class Scored:
 Consumer = Callable[[Scored], None]
 
 
-class Shard(Sequence[Sample]):
-    """Block ``index`` of ``count`` contiguous, nearly equal blocks of a dataset (deterministic, order kept)."""
+class Part(Sequence[Sample]):
+    """The samples of a dataset at some positions, in their order."""
 
-    def __init__(self, dataset: Dataset, index: int, count: int):
-        if not 0 <= index < count:
-            raise ValueError(f"shard {index}/{count}: write i/N with 0 <= i < N")
-        self.dataset, self.index, self.count = dataset, index, count
-        bounds = np.linspace(0, len(dataset), count + 1).round().astype(int)
-        self.positions = range(bounds[index], bounds[index + 1])
-        self.name, self.split = dataset.name, dataset.split
+    def __init__(self, dataset: Sequence[Sample], positions: range):
+        self.dataset, self.positions = dataset, positions
+        self.name, self.split = getattr(dataset, "name", "?"), getattr(dataset, "split", "?")
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def __getitem__(self, k: int) -> Sample:  # type: ignore[override]
         return self.dataset[self.positions[k]]
+
+
+class Shard(Part):
+    """Block ``index`` of ``count`` contiguous, nearly equal blocks of a dataset (deterministic, order kept)."""
+
+    def __init__(self, dataset: Dataset, index: int, count: int):
+        if not 0 <= index < count:
+            raise ValueError(f"shard {index}/{count}: write i/N with 0 <= i < N")
+        bounds = np.linspace(0, len(dataset), count + 1).round().astype(int)
+        super().__init__(dataset, range(bounds[index], bounds[index + 1]))
+        self.index, self.count = index, count
 
 
 def _size(sample: Sample) -> tuple[int, ...]:
@@ -167,12 +174,12 @@ def as_cached(scores: Any, cache: ScoreCache) -> Any:
     return scores.to(getattr(torch, cache.dtype.name)).to(torch.float32)
 
 
-def _consume(scored: list[Scored], consumers: list[Consumer], dataset: Sequence[Sample]) -> None:
+def consume(scored: list[Scored], consumers: list[Consumer], dataset: Sequence[Sample]) -> None:
     """Hand each scored sample to every consumer; a label error names the split and sample."""
     for item in scored:
         try:
-            for consume in consumers:
-                consume(item)
+            for consumer in consumers:
+                consumer(item)
         except LabelError as exc:
             where = f"{getattr(dataset, 'name', '?')}/{getattr(dataset, 'split', '?')}"
             raise LabelError(f"{where} sample {item.sample.id!r}: {exc}") from exc
@@ -189,7 +196,7 @@ def _now(fn: Callable, *args: Any) -> Future:
 
 
 def _finish_and_consume(batch, out, scores, cache, segment_threshold, consumers, dataset) -> None:
-    _consume(_finish(batch, out, scores, cache, segment_threshold), consumers, dataset)
+    consume(_finish(batch, out, scores, cache, segment_threshold), consumers, dataset)
 
 
 def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int, progress: bool, desc: str,
@@ -227,7 +234,7 @@ def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int
                 scored = _from_cache(batch, cache, segment_threshold)
                 if scored is not None:
                     cached += len(batch)
-                    task = submit(_consume, scored, consumers, dataset)
+                    task = submit(consume, scored, consumers, dataset)
                 elif method is None:
                     missing = [s.id for s in batch if cache.get(s.id, s.image) is None or (
                         segment_threshold is not None and cache.get_segments(s.id, segment_threshold) is None)]

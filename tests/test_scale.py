@@ -158,34 +158,29 @@ def test_an_edited_frame_is_scored_again(tmp_path):
     assert not list(tmp_path.rglob("*.part"))
 
 
-def test_maps_are_held_in_memory_within_a_budget(tmp_path, monkeypatch):
-    """A second pass reads the maps this cache wrote from memory (up to hold_bytes), the rest from disk: the same
-    values either way, and an edited frame is still a miss."""
-    from oodbench.score_cache import ScoreCache
+@pytest.mark.parametrize("held", [60, 25, 0])
+def test_oracle_pass_replays_held_frames_and_reads_only_the_rest(plain, tmp_path, monkeypatch, held):
+    """Frames whose label and map fit the replay budget are not decoded again for the oracle pass; the others
+    are read again with their cached maps. The record is the plain run's either way."""
+    from oodbench.data.base import Dataset
+    from oodbench.replay import Replay
 
-    rng = np.random.default_rng(0)
-    frames = [(f"f{k}", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for k in range(3)]
-    cache = ScoreCache("k", tmp_path)
-    cache.hold_bytes = 2 * 8 * 8 * 2  # two float16 maps
-    stored = [cache.put(i, img[..., 0] / 7.0, img) for i, img in frames]
     reads = []
-    load = np.load
-    monkeypatch.setattr(np, "load", lambda *a, **k: reads.append(a[0]) or load(*a, **k))
-    for (i, img), want in zip(frames, stored):
-        np.testing.assert_array_equal(cache.get(i, img), want)
-        np.testing.assert_array_equal(ScoreCache("k", tmp_path).get(i, img), want)  # a fresh object reads the file
-    assert [Path(r).name for r in reads] == ["f0.npz", "f1.npz", "f2.npz", "f2.npz"]
-    edited = frames[0][1].copy()
-    edited[0, 0, 0] ^= 1
-    assert cache.get("f0", edited) is None
+    getitem = Dataset.__getitem__
+    monkeypatch.setattr(Dataset, "__getitem__", lambda self, i: reads.append(i) or getitem(self, i))
+    monkeypatch.setattr(Replay, "budget", held * 128 * 256 * 3)  # uint8 label + float16 map per 128x256 frame
+    record, _ = run(METHOD, progress=False, bootstrap=20, cache_root=tmp_path)
+    assert reads == list(range(60)) + list(range(held, 60))
+    assert _comparable(record) == _comparable(plain)
 
 
-def test_a_held_map_does_not_share_the_callers_buffer(tmp_path):
-    """The float32 scratch cache of the oracle pass keeps a copy: a method that reuses its output buffer cannot
-    change the maps the second pass reads."""
-    from oodbench.score_cache import ScoreCache
+def test_a_replayed_map_does_not_share_the_callers_buffer():
+    """A method that reuses its output buffer cannot change the maps the second pass reads."""
+    from oodbench.data.base import Sample
+    from oodbench.replay import Replay
+    from oodbench.scoring import Scored
 
-    cache, buffer = ScoreCache("pass", tmp_path, dtype="float32"), np.zeros((4, 4), np.float32)
-    cache.put("f0", buffer, None)
+    replay, buffer = Replay(), np.zeros((4, 4), np.float32)
+    replay(Scored(Sample("f0", None, np.zeros((4, 4), np.uint8)), buffer))
     buffer[:] = 7.0
-    assert not cache.get("f0", None).any()
+    assert not replay.items[0][1].any()
