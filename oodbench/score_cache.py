@@ -55,37 +55,29 @@ class ScoreCache:
     def _write(self, path: Path, write) -> None:
         atomic_write(path, write, suffix=".part", sync=False)  # a lost map is only scored again
 
-    def put(self, sample_id: str, score: np.ndarray, image: np.ndarray | None) -> np.ndarray:
-        """Store the map in the cache's dtype with the image's digest; return it as read back (float32)."""
+    def stored(self, sample_id: str, score: np.ndarray) -> np.ndarray:
+        """The map as the cache stores it (in its dtype), so that metrics see what a resumed run will read back."""
         with np.errstate(over="ignore"):
             stored = np.asarray(score, dtype=self.dtype)
         if not np.isfinite(stored).all():
             raise ScoreError(f"sample {sample_id!r}: scores overflow float16 (|score| > 65504) and cannot be cached; "
                              f"rescale the score or run with --no-score-cache")
-        digest = np.array(image_digest(image))
-        self._write(self._path(sample_id), lambda fh: np.savez(fh, score=stored, image=digest))
-        return stored.astype(np.float32)
+        return stored
 
-    def put_segments(self, sample_id: str, item: ImageSegments, threshold: float) -> None:
-        """The meta stage's per-image segment features, targets and touch pairs at ``threshold`` (no probabilities)."""
-        self._write(self.folder / f"{sample_id}.segments.npz",
-                    lambda fh: np.savez(fh, features=item.features, targets=item.targets, num_gt=np.array(item.num_gt),
-                                        pairs=item.pairs, threshold=np.array(threshold, np.float64)))
+    def put(self, sample_id: str, stored: np.ndarray, image: np.ndarray | None,
+            segments: ImageSegments | None = None, threshold: float | None = None) -> None:
+        """One file per frame: the ``stored`` map with the image's digest, and the meta stage's segment features,
+        targets and touch pairs formed at ``threshold`` (no probabilities), if given."""
+        arrays = {"score": stored, "image": np.array(image_digest(image))}
+        if segments is not None:
+            arrays.update(features=segments.features, targets=segments.targets, num_gt=np.array(segments.num_gt),
+                          pairs=segments.pairs, threshold=np.array(threshold, np.float64))
+        self._write(self._path(sample_id), lambda fh: np.savez(fh, **arrays))
 
-    def get_segments(self, sample_id: str, threshold: float) -> ImageSegments | None:
-        """Cached segments formed at ``threshold``; None when absent or formed at another threshold."""
-        path = self.folder / f"{sample_id}.segments.npz"
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if float(z["threshold"]) != float(threshold):
-                    return None
-                return ImageSegments(sample_id, z["features"], z["targets"], int(z["num_gt"]), z["pairs"])
-        except (ValueError, OSError, EOFError, KeyError) as exc:
-            raise ScoreError(f"{path}: unreadable cached segments ({exc}); delete it to recompute") from exc
-
-    def get(self, sample_id: str, image: np.ndarray | None) -> np.ndarray | None:
+    def get(self, sample_id: str, image: np.ndarray | None,
+            segment_threshold: float | None = None) -> tuple[np.ndarray, ImageSegments | None] | None:
+        """(float32 map, segments at ``segment_threshold`` or None when not asked for); None when the map is
+        absent or computed from another image, or the segments asked for are absent or at another threshold."""
         path = self._path(sample_id)
         if not path.is_file():
             return None
@@ -93,7 +85,12 @@ class ScoreCache:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["image"]) != image_digest(image):
                     return None  # the frame changed since: score it again
-                return z["score"].astype(np.float32)
+                segments = None
+                if segment_threshold is not None:
+                    if "threshold" not in z.files or float(z["threshold"]) != float(segment_threshold):
+                        return None
+                    segments = ImageSegments(sample_id, z["features"], z["targets"], int(z["num_gt"]), z["pairs"])
+                return z["score"].astype(np.float32), segments
         except (ValueError, OSError, EOFError, KeyError) as exc:
             raise ScoreError(f"{path}: unreadable cached score map ({exc}); delete it to recompute") from exc
 

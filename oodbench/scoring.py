@@ -133,11 +133,10 @@ def _from_cache(batch: list[Sample], cache: ScoreCache | None, segment_threshold
         return None
     scored = []
     for sample in batch:
-        score = cache.get(sample.id, sample.image)
-        segments = cache.get_segments(sample.id, segment_threshold) if segment_threshold is not None else None
-        if score is None or (segment_threshold is not None and segments is None):
+        hit = cache.get(sample.id, sample.image, segment_threshold)
+        if hit is None:
             return None
-        scored.append(Scored(sample, score, segments))
+        scored.append(Scored(sample, *hit))
     return scored
 
 
@@ -155,14 +154,16 @@ def _finish(batch: list[Sample], out: MethodOutput, scores: list[np.ndarray], ca
     scored = []
     for k, (sample, score) in enumerate(zip(batch, scores)):
         on_device = None if out.device_scores is None else out.device_scores[k]
+        stored = None
         if cache is not None:
-            score = cache.put(sample.id, score, sample.image)  # metrics see exactly what a resumed run will read back
+            stored = cache.stored(sample.id, score)
+            score = stored.astype(np.float32)  # metrics see exactly what a resumed run will read back
             on_device = None if on_device is None else as_cached(on_device, cache)
         segments = None
         if segment_threshold is not None:
             segments = image_segments(sample.id, out.probs[k], sample.label, segment_threshold, score)
-            if cache is not None:
-                cache.put_segments(sample.id, segments, segment_threshold)
+        if cache is not None:
+            cache.put(sample.id, stored, sample.image, segments, segment_threshold)
         scored.append(Scored(sample, score, segments, on_device))
     return scored
 
@@ -236,8 +237,7 @@ def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int
                     cached += len(batch)
                     task = submit(consume, scored, consumers, dataset)
                 elif method is None:
-                    missing = [s.id for s in batch if cache.get(s.id, s.image) is None or (
-                        segment_threshold is not None and cache.get_segments(s.id, segment_threshold) is None)]
+                    missing = [s.id for s in batch if cache.get(s.id, s.image, segment_threshold) is None]
                     raise ScoreError(f"score cache {cache.folder} lacks samples {missing[:5]} (maps, or segments at "
                                      f"threshold {segment_threshold}): run the shard(s) that score them first, with "
                                      f"the same method, checkpoint, data and options")

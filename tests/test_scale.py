@@ -150,12 +150,35 @@ def test_an_edited_frame_is_scored_again(tmp_path):
 
     sample = DATASETS.create("synthetic", split="val")[0]
     cache = ScoreCache("k", tmp_path)
-    stored = cache.put(sample.id, sample.image[..., 0] / 255.0, sample.image)
-    assert stored.dtype == "float32" and (cache.get(sample.id, sample.image) == stored).all()
+    stored = cache.stored(sample.id, sample.image[..., 0] / 255.0)
+    cache.put(sample.id, stored, sample.image)
+    score, segments = cache.get(sample.id, sample.image)
+    assert stored.dtype == "float16" and score.dtype == "float32" and (score == stored).all() and segments is None
     edited = sample.image.copy()
     edited[0, 0, 0] ^= 1
     assert cache.get(sample.id, edited) is None
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_a_frames_map_and_segments_share_one_file(tmp_path):
+    """The meta stage's segments are read back only at the threshold they were formed at."""
+    from oodbench.score_cache import ScoreCache
+    from oodbench.segments.collector import ImageSegments
+
+    rng = np.random.default_rng(0)
+    image, score = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8), rng.random((6, 8))
+    segments = ImageSegments("f0", rng.random((3, 75)), np.array([1, 0, 1], np.int8), 2, np.array([[0, 1], [1, 1]]))
+    cache = ScoreCache("k", tmp_path)
+    cache.put("f0", cache.stored("f0", score), image, segments, 0.5)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["f0.npz"]
+    read, again = cache.get("f0", image, 0.5)
+    np.testing.assert_array_equal(read, score.astype(np.float16))
+    for field in ("features", "targets", "num_gt", "pairs"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(segments, field))
+    assert cache.get("f0", image, 0.6) is None
+    assert cache.get("f0", image)[1] is None
+    cache.put("f0", cache.stored("f0", score), image)  # a map alone has no segments to give
+    assert cache.get("f0", image, 0.5) is None
 
 
 @pytest.mark.parametrize("held", [60, 25, 0])
