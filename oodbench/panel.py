@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .data.base import DATASETS, IGNORE_LABEL, Dataset
+from .data.base import IGNORE_LABEL, Dataset
 from .errors import OodbenchError
-from .methods import Method, create_method
-from .metrics.pixel import PixelMetricState
-from .runner import score_cache_for  # the run's own score-cache key: show reads what run wrote
+from .methods import Method
+from .prepare import prepare  # the run's own set-up and score-cache keys: show reads what run wrote
 from .scoring import Scored, score_pass
 from .segments.collector import SegmentCollector, count_errors
 from .segments.components import label_components
@@ -70,18 +69,6 @@ def find_index(ds: Dataset, image_id: str) -> int:
         raise OodbenchError(f"no image {image_id!r} in {ds.name}/{ds.split} ({len(ids)} images); {hint}") from None
 
 
-def _segment_threshold(m: Method, split_cache, batch_size: int, progress: bool) -> float:
-    """The stage's fixed threshold, or the one reaching its pixel TPR on the calibration split (as ``run``)."""
-    stage = m.segment_stage
-    if stage.threshold is not None:
-        return float(stage.threshold)
-    val, cache = split_cache(m.calibration_split)
-    state = PixelMetricState()
-    score_pass(m, val, batch_size, progress, f"calibrating on {val.split}",
-               [lambda item: state.update(item.sample.label, item.score)], cache)
-    return float(state.threshold_at_tpr(stage.calibrate_tpr))
-
-
 def segment_map(score: np.ndarray, label: np.ndarray, threshold: float) -> np.ndarray:
     """The segments ``image_segments`` forms (components of score >= threshold off ignore pixels), 1..n in
     the order of its feature rows."""
@@ -121,34 +108,24 @@ def _meta_pass(m: Method, ds: Dataset, chosen: str, threshold: float, batch_size
 def panel_data(method: str | Method, dataset: str = "synthetic", image_id: str = "", split: str = "test",
                data_root: str | Path | None = None, seed: int = 0, batch_size: int = 4,
                dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
-               score_cache: bool = True, cache_root: str | Path | None = None, progress: bool = False) -> PanelData:
+               score_cache: bool = True, cache_root: str | Path | None = None, progress: bool = False,
+               checkpoint: str | Path | None = None) -> PanelData:
     """The panel content of ``image_id`` in ``dataset/split`` for ``method``, set up exactly as ``run`` sets
-    it up (seed, segment threshold, cross-validation, and the score cache, whose float16 maps a run with the
-    same settings evaluates and a later ``show`` reads instead of running the model). Without a meta stage
-    only that frame is scored; with one, the whole split is: the out-of-fold predictions need every image."""
-    opts = dict(dataset_options or {})
-    ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
-    if ds.label_kind != "ood":
-        raise OodbenchError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels")
+    it up (``prepare``: seed, checkpoint, segment threshold, and the score cache, whose float16 maps a run with
+    the same settings evaluates and a later ``show`` reads instead of running the model; then the run's
+    cross-validation). Without a meta stage only that frame is scored; with one, the whole split is: the
+    out-of-fold predictions need every image."""
+    prep = prepare(method, dataset, split, data_root, dataset_options, seed, checkpoint, batch_size, progress,
+                   score_cache, cache_root)
+    ds, m = prep.ds, prep.method
     index = find_index(ds, image_id)
-    m = create_method(method, seed=seed) if isinstance(method, str) else method
-    bind = getattr(m, "bind", None)
-    if bind is not None:
-        bind(ds)
-    info = m.setup(progress=progress)
-
-    def split_cache(name: str) -> tuple[Dataset, Any]:
-        other = ds if name == split else DATASETS.create(dataset, root=data_root, split=name, **opts)
-        return other, score_cache_for(m, info, other, opts, score_cache, cache_root)
-
     if m.segment_stage is None:
         kept: list[Scored] = []
-        score_pass(m, [ds[index]], batch_size, False, "", [kept.append], split_cache(split)[1])
+        score_pass(m, [ds[index]], batch_size, False, "", [kept.append], prep.cache(ds))
         sample, score = kept[0].sample, kept[0].score
         return PanelData(m.name, ds.name, ds.split, sample.id, sample.image, sample.label, score)
-    threshold = _segment_threshold(m, split_cache, batch_size, progress)
+    threshold, _ = prep.segment_threshold()
     protocol = meta_protocol or m.segment_stage.protocol
-    item, segs = _meta_pass(m, ds, ds.ids[index], threshold, batch_size, progress, protocol, seed,
-                            split_cache(split)[1])
+    item, segs = _meta_pass(m, ds, ds.ids[index], threshold, batch_size, progress, protocol, seed, prep.cache(ds))
     s = item.sample
     return PanelData(m.name, ds.name, ds.split, s.id, s.image, s.label, item.score, segs)

@@ -7,31 +7,20 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data.base import DATASETS, Dataset
+from .data.base import Dataset
 from .errors import OodbenchError
 from .leaderboard.record import make_record, write_record
-from .methods import Method, create_method
+from .methods import Method
 from .metrics.bootstrap import BootstrapCollector
 from .metrics.components import ComponentMetricState
 from .metrics.conventions import create_convention
-from .metrics.pixel import PixelMetricState
-from .score_cache import STORAGE, ScoreCache, cache_key
+from .prepare import prepare
 from .replay import Replay, second_pass
+from .score_cache import STORAGE, ScoreCache
 from .scoring import Shard, score_pass
 from .segments.collector import SegmentCollector
 from .states import EvaluationStates, all_merged, world
 from .thresholds import ThresholdPolicy
-
-
-def _create(name: str, seed: int, checkpoint: str | Path | None) -> Method:
-    if checkpoint is None:
-        return create_method(name, seed=seed)
-    try:
-        return create_method(name, seed=seed, checkpoint=checkpoint)
-    except TypeError as exc:
-        if "checkpoint" not in str(exc):
-            raise
-        raise OodbenchError(f"method {name!r} loads no checkpoint, so --checkpoint {checkpoint} does not apply") from exc
 
 
 def _fingerprint_kind(deep: bool) -> str:
@@ -41,22 +30,6 @@ def _fingerprint_kind(deep: bool) -> str:
 def _split_info(ds: Dataset, deep: bool) -> dict[str, Any]:
     return {"split": ds.split, "num_images": len(ds), "fingerprint": ds.fingerprint(deep=deep),
             "fingerprint_kind": _fingerprint_kind(deep)}
-
-
-def score_cache_for(m: Method, method_info: dict, ds: Dataset, opts: dict, enabled: bool,
-               root: str | Path | None) -> ScoreCache | None:
-    if not enabled or not getattr(m, "cacheable", False):
-        return None
-    identity = {**m.config(), **getattr(m, "cache_identity", dict)()}
-    key = cache_key(identity, method_info.get("checkpoint_sha256"), ds.name, ds.split, ds.fingerprint(), opts)
-    return ScoreCache(key, root)
-
-
-def _pixel_pass(m: Method | None, ds: Dataset, batch_size: int, progress: bool, desc: str,
-                cache: ScoreCache | None) -> PixelMetricState:
-    state = PixelMetricState()
-    score_pass(m, ds, batch_size, progress, desc, [lambda item: state.update(item.sample.label, item.score)], cache)
-    return state
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -94,51 +67,31 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     the whole split from the cache without running the model (``oodbench merge``). Under torchrun each rank
     scores its block and the states are merged across ranks; rank 0 writes the record."""
     start = time.perf_counter()
-    opts = dict(dataset_options or {})
-    ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
-    if ds.label_kind != "ood":
-        raise ValueError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
-                         f"choose an OoD benchmark (`oodbench list datasets`)")
     policy = ThresholdPolicy.parse(threshold) if components else None
     named = {name: create_convention(name) for name in dict.fromkeys(conventions)}
-    m = _create(method, seed, checkpoint) if isinstance(method, str) else method
-    bind = getattr(m, "bind", None)
-    if bind is not None:
-        bind(ds)
-    if (shard is not None or from_cache) and not (score_cache and getattr(m, "cacheable", False)):
-        raise OodbenchError(f"method {m.name!r}: sharded runs and merging need the score cache; drop --no-score-cache"
-                            f"{'' if getattr(m, 'cacheable', False) else ', and give the method cacheable = True once its config() identifies its maps'}")
-    method_info = m.setup(progress=progress)
+    if (shard is not None or from_cache) and not score_cache:
+        raise OodbenchError("sharded runs and merging need the score cache; drop --no-score-cache")
+    prep = prepare(method, dataset, split, data_root, dataset_options, seed, checkpoint, batch_size, progress,
+                   score_cache, cache_root)
+    ds, m, method_info, opts = prep.ds, prep.method, prep.info, prep.options
+    if (shard is not None or from_cache) and prep.cache(ds) is None:
+        raise OodbenchError(f"method {m.name!r}: sharded runs and merging need the score cache, which this method "
+                            f"does not use; give it cacheable = True once its config() identifies its maps")
     setup_seconds = time.perf_counter() - start
     scorer = None if from_cache else m
 
-    passes: dict[str, tuple[Dataset, PixelMetricState]] = {}
-
-    def other_split(name: str, purpose: str) -> tuple[Dataset, PixelMetricState]:
-        """A split's pixel state, scored once even when calibration and the component threshold both use it."""
-        if name not in passes:
-            other = DATASETS.create(dataset, root=data_root, split=name, **opts)
-            cache = score_cache_for(m, method_info, other, opts, score_cache, cache_root)
-            passes[name] = other, _pixel_pass(scorer, other, batch_size, progress, f"{purpose} on {name}", cache)
-        return passes[name]
-
     stage = m.segment_stage
-    seg_threshold, calibration = None, None
-    if stage is not None:
-        seg_threshold = stage.threshold
-        if seg_threshold is None:
-            val, val_state = other_split(m.calibration_split, "calibrating")
-            seg_threshold = val_state.threshold_at_tpr(stage.calibrate_tpr)
-            calibration = {"target_tpr": stage.calibrate_tpr, **_split_info(val, deep_fingerprint)}
+    seg_threshold, val = prep.segment_threshold(from_cache)
+    calibration = {"target_tpr": stage.calibrate_tpr, **_split_info(val, deep_fingerprint)} if val is not None else None
     comp_threshold, comp_extra = None, {}
     if policy is not None and policy.kind != "oracle":
         val_state = None
         if policy.kind == "validation":
-            val, val_state = other_split(policy.split, "component threshold")
-            comp_extra = {"validation": _split_info(val, deep_fingerprint)}
+            other, val_state = prep.pixel_pass(policy.split, "component threshold", from_cache)
+            comp_extra = {"validation": _split_info(other, deep_fingerprint)}
         comp_threshold = policy.choose(val_state)
 
-    cache = score_cache_for(m, method_info, ds, opts, score_cache, cache_root)
+    cache = prep.cache(ds)
     rank, size = world()
     part = Shard(ds, *shard) if shard is not None else Shard(ds, rank, size) if size > 1 else ds
     track = track or ds.component_track
@@ -152,8 +105,9 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         # one, from this run's own float32 maps) instead of running the model again
         pass_cache = cache or (ScoreCache("pass", scratch, dtype="float32") if oracle else None)
         replay = Replay(pass_cache.dtype) if oracle and shard is None else None
+        consumers = [states.consume] + ([replay] if replay is not None else [])
         model_seconds, cached = score_pass(scorer, part, batch_size, progress, f"{m.name} on {dataset}/{split}",
-                                           [states.consume] + ([replay] if replay is not None else []), pass_cache, seg_threshold)
+                                           consumers, pass_cache, seg_threshold)
         if shard is None:
             states = all_merged(states)
             if oracle:

@@ -108,6 +108,25 @@ def test_local_checkpoint_wins_and_is_recorded(tiny_cards, laf, tmp_path):
             checkpoint=tmp_path / "gone.pth")
 
 
+def test_show_with_the_runs_checkpoint_reads_the_runs_maps(tiny_cards, laf, tmp_path, monkeypatch):
+    """`show --checkpoint F` keys the score cache as `run --checkpoint F` did: the panel needs no model pass."""
+    from oodbench.methods.model_score import ModelScoreMethod
+    from oodbench.panel import panel_data
+
+    local, options = tmp_path / "mine.pth", {"expected": 2}
+    published_checkpoint(local, "tiny_deeplab", seed=3)
+    kwargs = dict(dataset="lostandfound", data_root=laf, dataset_options=options, cache_root=tmp_path / "cache")
+    run("msp", progress=False, checkpoint=local, **kwargs)
+    calls = []
+    predict = ModelScoreMethod.predict
+    monkeypatch.setattr(ModelScoreMethod, "predict", lambda self, images: calls.append(1) or predict(self, images))
+    image_id = sorted(LAF)[0]
+    panel_data("msp", image_id=image_id, checkpoint=local, **kwargs)
+    assert calls == []
+    panel_data("msp", image_id=image_id, checkpoint=tiny_cards[0], **kwargs)  # other weights: other maps
+    assert calls == [1]
+
+
 def test_checkpoint_is_refused_where_it_cannot_apply(tiny_cards, tmp_path):
     with pytest.raises(CheckpointError, match=r"embedded benchmark trains and caches its own models"):
         run("entmax", progress=False, checkpoint=tiny_cards[0])

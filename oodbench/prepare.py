@@ -1,0 +1,98 @@
+"""The set-up that ``run`` and ``show`` share: dataset, method (with a local checkpoint), score caches under the
+run's keys, and the pixel passes over other splits (segment-threshold calibration, component thresholds), each
+scored once. ``show`` built the same way reads exactly the maps a run with the same options wrote."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data.base import DATASETS, Dataset
+from .errors import OodbenchError
+from .methods import Method, create_method
+from .metrics.pixel import PixelMetricState
+from .score_cache import ScoreCache, cache_key
+from .scoring import score_pass
+
+
+def _create(name: str, seed: int, checkpoint: str | Path | None) -> Method:
+    if checkpoint is None:
+        return create_method(name, seed=seed)
+    try:
+        return create_method(name, seed=seed, checkpoint=checkpoint)
+    except TypeError as exc:
+        if "checkpoint" not in str(exc):
+            raise
+        raise OodbenchError(f"method {name!r} loads no checkpoint, so --checkpoint {checkpoint} does not apply") from exc
+
+
+@dataclass
+class Prepared:
+    """A method set up on a dataset split, with the options that locate its score caches."""
+
+    ds: Dataset
+    method: Method
+    info: dict[str, Any]  # what ``setup`` reports: checkpoint hash, model card, ...
+    options: dict[str, Any]
+    data_root: str | Path | None
+    batch_size: int
+    progress: bool
+    score_cache: bool
+    cache_root: str | Path | None
+    passes: dict[str, tuple[Dataset, PixelMetricState]] = field(default_factory=dict)
+
+    def split(self, name: str) -> Dataset:
+        """Another split of the same dataset, with the same options (the prepared split itself for its name)."""
+        if name == self.ds.split:
+            return self.ds
+        return DATASETS.create(self.ds.name, root=self.data_root, split=name, **self.options)
+
+    def cache(self, ds: Dataset) -> ScoreCache | None:
+        """The split's score cache: keyed by method config and code, checkpoint, data fingerprint and options."""
+        m = self.method
+        if not self.score_cache or not getattr(m, "cacheable", False):
+            return None
+        identity = {**m.config(), **getattr(m, "cache_identity", dict)()}
+        key = cache_key(identity, self.info.get("checkpoint_sha256"), ds.name, ds.split, ds.fingerprint(),
+                        self.options)
+        return ScoreCache(key, self.cache_root)
+
+    def pixel_pass(self, name: str, purpose: str, from_cache: bool = False) -> tuple[Dataset, PixelMetricState]:
+        """A split's pixel state, scored once even when several purposes use it (``from_cache``: the cache only)."""
+        if name not in self.passes:
+            other, state = self.split(name), PixelMetricState()
+            score_pass(None if from_cache else self.method, other, self.batch_size, self.progress,
+                       f"{purpose} on {name}", [lambda item: state.update(item.sample.label, item.score)],
+                       self.cache(other))
+            self.passes[name] = other, state
+        return self.passes[name]
+
+    def segment_threshold(self, from_cache: bool = False) -> tuple[float | None, Dataset | None]:
+        """The meta stage's threshold (None without a stage): fixed, or reaching its pixel TPR on the calibration
+        split, which is returned too."""
+        stage = self.method.segment_stage
+        if stage is None:
+            return None, None
+        if stage.threshold is not None:
+            return float(stage.threshold), None
+        val, state = self.pixel_pass(self.method.calibration_split, "calibrating", from_cache)
+        return float(state.threshold_at_tpr(stage.calibrate_tpr)), val
+
+
+def prepare(method: str | Method, dataset: str = "synthetic", split: str = "test",
+            data_root: str | Path | None = None, dataset_options: dict[str, Any] | None = None, seed: int = 0,
+            checkpoint: str | Path | None = None, batch_size: int = 4, progress: bool = True,
+            score_cache: bool = True, cache_root: str | Path | None = None) -> Prepared:
+    """Create the split (OoD labels only) and the method (``checkpoint``: local weights instead of its card's
+    download), bind the method to the data and set it up."""
+    opts = dict(dataset_options or {})
+    ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
+    if ds.label_kind != "ood":
+        raise OodbenchError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
+                            f"choose an OoD benchmark (`oodbench list datasets`)")
+    m = _create(method, seed, checkpoint) if isinstance(method, str) else method
+    bind = getattr(m, "bind", None)
+    if bind is not None:
+        bind(ds)
+    info = m.setup(progress=progress)
+    return Prepared(ds, m, info, opts, data_root, batch_size, progress, score_cache, cache_root)
