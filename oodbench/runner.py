@@ -111,7 +111,8 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         if shard is None:
             states = all_merged(states)
             if oracle:
-                comp_threshold, best_f1 = policy.choose(states.pixel), states.pixel.threshold_at_best_f1()[1]
+                edge, best_f1 = states.pixel.threshold_at_best_f1()
+                comp_threshold = policy.below(edge)
                 comp_extra = {"pixel_f1": best_f1}
                 states.components = ComponentMetricState.for_track(comp_threshold, track)
                 states.bootstrap = BootstrapCollector() if bootstrap > 0 else None

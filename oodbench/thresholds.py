@@ -55,9 +55,11 @@ class ThresholdPolicy:
         if state is None:
             raise ValueError(f"threshold policy {self.kind!r} needs a pixel state")
         if self.rule == "tpr95" and self.kind == "validation":
-            edge = state.threshold_at_tpr(0.95)
-        else:
-            edge = state.threshold_at_best_f1()[0]
+            return self.below(state.threshold_at_tpr(0.95))
+        return self.below(state.threshold_at_best_f1()[0])
+
+    def below(self, edge: float) -> float:
+        """The component threshold for a pixel state's lower bin ``edge``; a NaN edge (no OoD pixels) is refused."""
         if not np.isfinite(edge):
             where = f"split {self.split!r}" if self.kind == "validation" else "the evaluated split"
             raise OodbenchError(f"no component threshold: {where} has no OoD pixels to choose one from; give a "
