@@ -9,7 +9,7 @@ from .metrics.bootstrap import BootstrapCollector
 from .metrics.components import ComponentMetricState
 from .metrics.conventions import ConventionState
 from .metrics.pixel import PixelMetricState
-from .scoring import Consumer, Scored
+from .scoring import Scored
 from .segments.collector import SegmentCollector
 
 

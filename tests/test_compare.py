@@ -142,7 +142,7 @@ def test_provenance_notes(records, baseline, tmp_path, capsys):
 def test_directions_and_tolerances(records, baseline, tmp_path, section, metric, delta, extra, code, capsys):
     planted = plant(records, tmp_path / "planted", "entmax_meta/synthetic/test", section, metric, delta)
     assert cli("--baseline", str(baseline), "--records", str(planted), *extra) == code
-    if code == 0 and (delta > 0) == (METRICS[metric].better == "higher"):
+    if code == 0 and (delta > 0) == METRICS[metric].higher_is_better:
         assert "✅ better" in capsys.readouterr().out
 
 

@@ -12,45 +12,27 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from tabulate import tabulate
 
 from ..errors import OodbenchError
 from ..files import atomic_write
+from .catalogue import CATALOGUE, RATES, Metric, lookup
 from .store import entry_name
 from .validate import check_record
 
 FORMAT = "oodbench-ci-baseline/1"
-HIGHER, LOWER = "higher", "lower"
 RATE_TOLERANCE, COUNT_TOLERANCE = 0.005, 0.0
 EPS = 1e-12  # float noise that never counts as a change
+COMPARED = (*RATES, "fp_before", "fn_before", "fp_after", "fn_after", "meta_auroc", "meta_ap")
+METRICS: dict[str, Metric] = {name: CATALOGUE[name] for name in COMPARED}
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """Where a metric lives in a record, which direction is better, and whether it is a rate or a count."""
-
-    path: str
-    better: str
-    rate: bool = True
-
-    @property
-    def tolerance(self) -> float:
-        return RATE_TOLERANCE if self.rate else COUNT_TOLERANCE
+def tolerance(metric: Metric) -> float:
+    return RATE_TOLERANCE if metric.rate else COUNT_TOLERANCE
 
 
-METRICS: dict[str, MetricSpec] = {
-    "auroc": MetricSpec("pixel.auroc", HIGHER), "ap": MetricSpec("pixel.ap", HIGHER),
-    "fpr95": MetricSpec("pixel.fpr95", LOWER),
-    "siou": MetricSpec("components.siou", HIGHER), "ppv": MetricSpec("components.ppv", HIGHER),
-    "f1_mean": MetricSpec("components.f1_mean", HIGHER),
-    "fp_before": MetricSpec("segments.fp_before", LOWER, rate=False),
-    "fn_before": MetricSpec("segments.fn_before", LOWER, rate=False),
-    "fp_after": MetricSpec("segments.fp_after", LOWER, rate=False),
-    "fn_after": MetricSpec("segments.fn_after", LOWER, rate=False),
-    "meta_auroc": MetricSpec("segments.meta_auroc", HIGHER), "meta_ap": MetricSpec("segments.meta_ap", HIGHER),
-}
 VERDICTS = {"ok": "✅", "regression": "❌", "new": "🆕", "missing": "missing"}
 
 
@@ -72,15 +54,6 @@ def parse_tolerances(items: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def _get(record: dict, path: str) -> Any:
-    node: Any = record.get("metrics", {})
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def record_key(record: dict) -> str:
     """method/dataset/split, the method named as its leaderboard row (a local checkpoint's run is apart)."""
     return f"{entry_name(record)}/{record['dataset']['name']}/{record['dataset']['split']}"
@@ -90,7 +63,7 @@ def selected_metrics(record: dict) -> dict[str, float]:
     """The catalogue metrics the record defines (undefined ones, null in records, are left out)."""
     out = {}
     for name, spec in METRICS.items():
-        value = _get(record, spec.path)
+        value = lookup(record.get("metrics", {}), spec.path)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             out[name] = round(float(value), 6) if spec.rate else int(value)
     return out
@@ -174,7 +147,7 @@ class Row:
 
 def _judge(metric: str, base: float, now: float, tol: float) -> tuple[str, str]:
     spec = METRICS[metric]
-    gain = (now - base) if spec.better == HIGHER else (base - now)
+    gain = (now - base) if spec.higher_is_better else (base - now)
     if gain < -(tol + EPS):
         return "regression", f"worse by more than {tol:g}"
     return "ok", "better" if gain > tol + EPS else ""
@@ -183,7 +156,7 @@ def _judge(metric: str, base: float, now: float, tol: float) -> tuple[str, str]:
 def compare(baseline: dict, records: dict[str, dict], tolerances: dict[str, float] | None = None) -> list[Row]:
     """One row per (entry, metric): baseline entries against the records of the same key, then record keys the
     baseline lacks (new)."""
-    tol = {name: spec.tolerance for name, spec in METRICS.items()} | dict(tolerances or {})
+    tol = {name: tolerance(spec) for name, spec in METRICS.items()} | dict(tolerances or {})
     rows: list[Row] = []
     for key, entry in baseline["entries"].items():
         rec = records.get(key)
@@ -229,7 +202,7 @@ def provenance_notes(baseline: dict, records: dict[str, dict], rows: list[Row] |
 def _fmt(metric: str, value: float | None, signed: bool = False) -> str:
     if value is None:
         return ""
-    if METRICS.get(metric, MetricSpec("", HIGHER)).rate:
+    if CATALOGUE[metric].rate if metric in CATALOGUE else True:
         return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
     return f"{int(value):+d}" if signed else str(int(value))
 
@@ -241,14 +214,14 @@ def failed(rows: list[Row], allow_missing: bool = False) -> bool:
 def markdown(rows: list[Row], tolerances: dict[str, float] | None = None, notes: list[str] | None = None,
              allow_missing: bool = False) -> str:
     """The pull-request comment: a status line, the table (rates in percent, deltas in points), notes."""
-    tol = {name: spec.tolerance for name, spec in METRICS.items()} | dict(tolerances or {})
+    tol = {name: tolerance(spec) for name, spec in METRICS.items()} | dict(tolerances or {})
     bad = [r for r in rows if r.verdict == "regression"]
     missing = [r for r in rows if r.verdict == "missing"]
     status = "❌ regression" if failed(rows, allow_missing) else "✅ no regression"
     head = (f"### oodbench regression check: {status}\n\n{len(rows)} metric(s) compared; {len(bad)} regression(s), "
             f"{len(missing)} missing, {sum(r.verdict == 'new' for r in rows)} new. Rates in %, deltas in points; "
             f"absolute tolerances (fractions): rates {RATE_TOLERANCE:g}, counts {COUNT_TOLERANCE:g}")
-    custom = {m: t for m, t in tol.items() if t != METRICS[m].tolerance}
+    custom = {m: t for m, t in tol.items() if t != tolerance(METRICS[m])}
     if custom:
         head += " (overridden: " + ", ".join(f"{m}={t:g}" for m, t in custom.items()) + ")"
     table = []

@@ -13,6 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..errors import OodbenchError
+from .catalogue import CATALOGUE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,15 +21,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "paper"
-# metric -> (record section, is a rate in [0, 1] that sources may give in percent, depends on the pixel convention)
-METRICS: dict[str, tuple[str, bool, bool]] = {
-    "auroc": ("pixel", True, True), "ap": ("pixel", True, True), "fpr95": ("pixel", True, True),
-    "siou": ("components", True, False), "ppv": ("components", True, False), "f1_mean": ("components", True, False),
-    "fp_before": ("segments", False, False), "fn_before": ("segments", False, False),
-    "fp_after": ("segments", False, False), "fn_after": ("segments", False, False),
-    "meta_auroc": ("segments", True, False), "meta_ap": ("segments", True, False),
-    "meta_accuracy": ("segments", True, False), "miou": ("segmentation", True, False),
-}
+METRICS = CATALOGUE
 UNITS = ("percent", "fraction")
 
 
@@ -86,7 +79,7 @@ def _entry(path: Path, source: dict, defaults: dict, raw: dict, known: set[str] 
                   dict(item.get("conventions", {})), unit, str(item.get("note", "")))
     for name in metrics:
         conv = entry.convention_of(name)
-        if METRICS[name][2] and conv is None:
+        if METRICS[name].by_convention and conv is None:
             _fail(path, f"{where}: {name} depends on the evaluation convention; set convention = \"...\"")
         if conv is not None and known is not None and conv not in known:
             _fail(path, f"{where}: unknown convention {conv!r}; known: {', '.join(sorted(known))}")
@@ -122,7 +115,7 @@ def load_paper(folder: str | Path = PAPER_DIR) -> list[Entry]:
 
 def _ours(entry: Entry, record: dict, metric: str) -> tuple[float | None, str]:
     """Our number in the entry's convention, or None and why not."""
-    section, _, by_convention = METRICS[metric]
+    section, by_convention = METRICS[metric].section, METRICS[metric].by_convention
     metrics = record.get("metrics", {})
     conv = entry.convention_of(metric)
     if by_convention and conv != "canonical":
@@ -147,10 +140,10 @@ def paper_rows(entries: list[Entry], records: dict[str, dict]) -> list[dict[str,
     for e in entries:
         record = records.get(f"{e.method}/{e.dataset}/{e.split}")
         for metric, theirs in e.metrics.items():
-            scale = 100.0 if METRICS[metric][1] and e.unit == "percent" else 1.0
+            scale = 100.0 if METRICS[metric].rate and e.unit == "percent" else 1.0
             ours, note = (None, "no record") if record is None else _ours(e, record, metric)
             ours = None if ours is None else ours * scale
-            convention = (e.convention_of(metric) or "") if METRICS[metric][2] else ""
+            convention = (e.convention_of(metric) or "") if METRICS[metric].by_convention else ""
             rows.append({"source": e.source.get("title") or e.source.get("url") or e.source.get("citation"),
                          "url": e.source.get("url"), "paper_method": e.paper_method, "method": e.method,
                          "dataset": e.dataset, "split": e.split, "convention": convention,

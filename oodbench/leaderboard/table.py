@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from .catalogue import CATALOGUE, RATES, lookup
+from .catalogue import COUNTS as COUNT_NAMES
 from .record import CONVENTIONS
 from .store import Record
 
@@ -23,10 +25,8 @@ RULES = (
     "ordered by the same rule. `records` counts a method's records in the table, `reruns` those with exactly the "
     "shown record's metrics (itself excluded).")
 # (column, record path) of the metric columns; fractions in the frame and the CSV, percentages in the tables
-METRICS = [("auroc", "pixel.auroc"), ("ap", "pixel.ap"), ("fpr95", "pixel.fpr95"), ("siou", "components.siou"),
-           ("ppv", "components.ppv"), ("f1_mean", "components.f1_mean")]
-COUNTS = [("fp_before", "segments.fp_before"), ("fp_after", "segments.fp_after"),
-          ("fn_before", "segments.fn_before"), ("fn_after", "segments.fn_after")]
+METRICS = [(name, CATALOGUE[name].path) for name in RATES]
+COUNTS = [(name, CATALOGUE[name].path) for name in COUNT_NAMES]
 # (column, heading, kind) of the rendered tables; a metric column appears only where some row has a value
 DISPLAY = [("rank", "#", "int"), ("method", "method", "text"), ("auroc", "AUROC", "pct"), ("ap", "AP", "pct"),
            ("fpr95", "FPR95", "pct"), ("siou", "sIoU", "pct"), ("ppv", "PPV", "pct"), ("f1_mean", "mean F1", "pct"),
@@ -39,9 +39,7 @@ COLUMNS = [*KEY, "rank", "method", *(c for c, _ in METRICS), "threshold_source",
 
 
 def _get(metrics: dict, dotted: str) -> float:
-    value: Any = metrics
-    for part in dotted.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
+    value = lookup(metrics, dotted)
     return math.nan if value is None else float(value)
 
 
