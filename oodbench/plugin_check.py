@@ -2,7 +2,6 @@
 contract the runner and the meta stage rely on, so a contributor learns what is wrong before opening a pull request."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -11,6 +10,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .data.base import DATASETS, Sample
+from .leaderboard.digest import canonical_json
+from .leaderboard.record import json_safe
 from .methods.base import META_SUFFIX, METHODS, Method, MethodOutput
 from .scoring import batches as runner_batches
 
@@ -234,17 +235,11 @@ def _check_probs(report: PluginReport, name: str, method: Method, batch: list[Sa
         report.add("probs", OK, title, detail + f"; {meta_name} is available")
 
 
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
 def _check_record(report: PluginReport, name: str, method: Method, info: Any) -> None:
     """config() and setup()'s provenance go into the record: they must be JSON and name the method."""
     try:
         cfg = method.config()
-        json.dumps({**cfg, **(info or {})}, default=_json_default)
+        canonical_json(json_safe({**cfg, **(info or {})}))  # as make_record and the record digests take them
     except Exception as exc:  # noqa: BLE001
         report.add("record", FAIL, "record fields", f"config() and setup() must return JSON-serializable dicts: {exc}")
         return

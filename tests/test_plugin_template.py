@@ -120,6 +120,8 @@ BROKEN = {
     "probs": (variant(_probs(1.5), provides_probs=True), "❌ probabilities: from predict: sums over classes range 1.5..1.5"),
     "output": (variant(lambda self, im: {"scores": self.scores(im)}), "❌ returns a MethodOutput: predict returned dict"),
     "instance": (lambda seed=0: object(), "❌ creates an instance: the factory returned object"),
+    "record": (variant(Saturation.predict, config=lambda self: {"name": "saturation", "layers": {1, 2}}),
+               "❌ record fields: config() and setup() must return JSON-serializable dicts"),
 }
 
 

@@ -58,16 +58,16 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN/inf (undefined metrics) become null, so records are strict JSON."""
     if isinstance(obj, float):
         return obj if obj == obj and abs(obj) != float("inf") else None
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
-        return _json_safe(obj.item())
+        return json_safe(obj.item())
     return obj
 
 
@@ -86,7 +86,7 @@ def make_record(*, method: dict, dataset: dict, metrics: dict, cost: dict, conve
 def seal(record: dict) -> dict:
     """``record`` as strict JSON values with fresh field digests: what write_record writes (call it again
     after editing a record in memory)."""
-    record = _json_safe({k: v for k, v in record.items() if k != DIGESTS_KEY})
+    record = json_safe({k: v for k, v in record.items() if k != DIGESTS_KEY})
     return {**record, DIGESTS_KEY: field_digests(record)}
 
 
