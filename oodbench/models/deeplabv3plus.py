@@ -9,18 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register_model
-from .tiny_deeplab import IMAGENET_MEAN, IMAGENET_STD
-from .wider_resnet import WiderResNet38A2, bn_relu
+from .tiny_deeplab import IMAGENET_MEAN, IMAGENET_STD, conv_bn
+from .wider_resnet import WiderResNet38A2
 
 
 def upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Bilinear resize with align_corners=True, the mode of every resize in the reference network."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
-
-
-def conv_bn_relu(cin: int, cout: int, k: int, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation, bias=False),
-                         *bn_relu(cout))
 
 
 class ImageNetNormalize(nn.Module):
@@ -41,10 +36,10 @@ class ASPP(nn.Module):
 
     def __init__(self, in_channels: int = 4096, channels: int = 256, rates: Sequence[int] = (12, 24, 36)):
         super().__init__()
-        self.features = nn.ModuleList([conv_bn_relu(in_channels, channels, 1)]
-                                      + [conv_bn_relu(in_channels, channels, 3, r) for r in rates])
+        self.features = nn.ModuleList([conv_bn(in_channels, channels, k=1)]
+                                      + [conv_bn(in_channels, channels, dilation=r) for r in rates])
         self.img_pooling = nn.AdaptiveAvgPool2d(1)
-        self.img_conv = conv_bn_relu(in_channels, channels, 1)
+        self.img_conv = conv_bn(in_channels, channels, k=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = upsample(self.img_conv(self.img_pooling(x)), x.shape[-2:])
@@ -67,7 +62,7 @@ class DeepLabV3PlusWRN38(WiderResNet38A2):
         self.aspp = ASPP(4096, 256, rates=tuple(2 * r for r in (6, 12, 18)))
         self.bot_fine = nn.Conv2d(128, 48, 1, bias=False)
         self.bot_aspp = nn.Conv2d(5 * 256, 256, 1, bias=False)
-        self.final = nn.Sequential(*conv_bn_relu(256 + 48, 256, 3), *conv_bn_relu(256, 256, 3),
+        self.final = nn.Sequential(*conv_bn(256 + 48, 256), *conv_bn(256, 256),
                                    nn.Conv2d(256, num_classes, 1, bias=False))
         for m in self.final.modules():  # the reference re-initialises only this head
             if isinstance(m, nn.Conv2d):
