@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from oodbench.metrics.components import TAUS, ComponentMetricState, component_scores, instances
+from oodbench.metrics.components import TAUS, ComponentMetricState, component_stats, instances
 
 EIGHT = np.ones((3, 3), dtype=int)
 
@@ -60,7 +60,7 @@ def test_one_prediction_covering_two_objects_gets_adjusted_siou():
     label[2:6, 20:24] = 1   # object b: 16 px
     score = np.zeros(label.shape, np.float32)
     score[2:6, 2:24] = 1    # one prediction: 88 px covering both
-    siou, _, ppv = component_scores(*instances(label, score, 0.5, 0, 0))
+    siou, _, ppv = component_stats(*instances(label, score, 0.5, 0, 0))[:3]
     # for a: |a ∩ P| = 16, |a ∪ P| = 88, other object's pixels under P (16) are removed: 16 / 72
     assert np.allclose(siou, [16 / 72, 16 / 72])
     assert np.allclose(ppv, [32 / 88])
@@ -71,7 +71,7 @@ def test_object_split_into_two_predictions():
     score = np.zeros(label.shape, np.float32)
     score[2:8, 2:6] = 1                            # 24 px
     score[2:8, 10:14] = 1                          # 24 px, not touching the first
-    siou, _, ppv = component_scores(*instances(label, score, 0.5, 0, 0))
+    siou, _, ppv = component_stats(*instances(label, score, 0.5, 0, 0))[:3]
     assert np.allclose(siou, [48 / 72]) and np.allclose(ppv, [1.0, 1.0])
 
 

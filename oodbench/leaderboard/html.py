@@ -41,7 +41,7 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def page_data(records: list[Record], frame: pd.DataFrame, source: str,
+def page_data(records: list[Record], frame: pd.DataFrame,
               panels: dict[tuple[str, str], list[tuple[str, Path]]]) -> dict[str, Any]:
     """Everything the page's script draws: tables (rows of the frame), the shown records, the panels."""
     by_id = {r.id: r for r in records}
@@ -75,7 +75,7 @@ def _asset(name: str) -> str:
 def to_html(records: list[Record], frame: pd.DataFrame, source: str, panels_dir: str | Path | None = None,
             max_panels: int = 4) -> str:
     """The page as one string; the JSON data is embedded with '<' escaped so it cannot end its script block."""
-    data = page_data(records, frame, source, find_panels(panels_dir, max_panels))
+    data = page_data(records, frame, find_panels(panels_dir, max_panels))
     blob = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
     return Template(_asset("page.html")).substitute(
         title="oodbench leaderboard", css=_asset("page.css"), js=_asset("page.js"), data=blob,

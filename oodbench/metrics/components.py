@@ -65,11 +65,6 @@ def component_stats(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, ...]:
     return siou_gt, siou_pred, ppv, size_g[gt_ids], size_p[pred_ids]
 
 
-def component_scores(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sIoU per gt component, sIoU and PPV per predicted component, from flat ROI id arrays."""
-    return component_stats(gt, pred)[:3]
-
-
 @dataclass(frozen=True)
 class FrameComponents:
     """One image's component sums: what ``ComponentMetricState.update`` adds, and what a bootstrap over

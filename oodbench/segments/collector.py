@@ -80,25 +80,22 @@ class SegmentCollector:
         self.images: list[ImageSegments] = []
         self._ids: set[str] = set()
 
-    def _add(self, item: ImageSegments) -> None:
+    def add(self, item: ImageSegments) -> None:
+        """Add one image's segments computed elsewhere (e.g. read back from the score cache)."""
         if item.image_id in self._ids:
             raise ValueError(f"image {item.image_id!r} was already added to this SegmentCollector")
         self._ids.add(item.image_id)
         self.images.append(item)
 
-    def add(self, item: ImageSegments) -> None:
-        """Add one image's segments computed elsewhere (e.g. read back from the score cache)."""
-        self._add(item)
-
     def update(self, image_id: str, probs: np.ndarray, label: np.ndarray, threshold: float = 0.7,
                score: np.ndarray | None = None) -> None:
         """Add one image: softmax probs (C, H, W), canonical label (H, W), optional segment score map."""
-        self._add(image_segments(image_id, probs, label, threshold, score))
+        self.add(image_segments(image_id, probs, label, threshold, score))
 
     def merge(self, other: "SegmentCollector") -> "SegmentCollector":
         """Add every image of ``other`` (image ids must not repeat); returns self."""
         for item in other.images:
-            self._add(item)
+            self.add(item)
         return self
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
