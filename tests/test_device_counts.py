@@ -2,7 +2,6 @@
 
 No GPU is needed: the same torch code runs on CPU tensors once ``on_device`` treats every tensor as a device one.
 """
-import math
 import pickle
 
 import numpy as np
@@ -17,6 +16,8 @@ from oodbench.metrics.pixel import PixelMetricState
 from oodbench.score_cache import ScoreCache
 from oodbench.scoring import Scored, score_pass
 from oodbench.states import EvaluationStates
+
+from pixel_reference import same_state
 from test_pixel_metrics import SmallState, family_map, random_case
 
 
@@ -31,16 +32,6 @@ def frames_of(seed, n=4):
         labels, scores, _ = random_case(seed * 10 + k)
         out.append((labels, scores))
     return out
-
-
-def same_state(a, b):
-    """Equal bin counts, hence equal numbers (NaN where undefined)."""
-    da, db = a.state_dict(), b.state_dict()
-    for key in ("index", "pos", "neg"):
-        np.testing.assert_array_equal(da[key], db[key])
-    ca, cb = a.compute(), b.compute()
-    assert ca.keys() == cb.keys()
-    assert all(ca[k] == cb[k] or (math.isnan(ca[k]) and math.isnan(cb[k])) for k in ca)
 
 
 @pytest.mark.parametrize("cls", [PixelMetricState, SmallState])

@@ -4,11 +4,12 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from oodbench.cli import main
 from oodbench.methods import Method, MethodOutput
 from oodbench.runner import run
+
+from pixel_reference import assert_close, sklearn_metrics
 
 H, W, N = 20, 30, 6
 IDS = [f"frame_{i:02d}" for i in range(N)]
@@ -42,14 +43,9 @@ def save_npy(folder, scores, skip=()):
     return folder
 
 
-def sklearn_metrics(labels, scores):
-    lab = np.concatenate([labels[i].ravel() for i in IDS])
-    sc = np.concatenate([scores[i].astype(np.float64).ravel() for i in IDS])
-    keep = lab != 255
-    y, s = (lab[keep] == 1).astype(int), sc[keep]
-    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
-    return {"auroc": roc_auc_score(y, s), "ap": average_precision_score(y, s),
-            "fpr95": fpr[np.argmax(tpr >= 0.95)], "num_pos": int(y.sum()), "num_neg": int((1 - y).sum())}
+def pooled_sklearn(labels, scores):
+    return sklearn_metrics(np.concatenate([labels[i].ravel() for i in IDS]),
+                           np.concatenate([scores[i].astype(np.float64).ravel() for i in IDS]))
 
 
 def evaluate(tmp_path, *args):
@@ -58,12 +54,6 @@ def evaluate(tmp_path, *args):
     assert code == 0
     (path,) = out.glob("*.json")
     return json.loads(path.read_text())
-
-
-def assert_close(got, want, tol):
-    assert got["num_pos"] == want["num_pos"] and got["num_neg"] == want["num_neg"]
-    for k in ("auroc", "ap", "fpr95"):
-        assert abs(got[k] - want[k]) <= tol, (k, got[k], want[k])
 
 
 @pytest.mark.parametrize("fmt", ["npy32", "npz16", "npz16_key", "hdf5", "smiyc"])
@@ -86,7 +76,7 @@ def test_exact_metrics_per_format(fmt, labels, tmp_path):
                 f.create_dataset("value", data=s, compression=9)
     extra = ["--smiyc", "MyMethod/LostAndFound-test"] if fmt == "smiyc" else []
     rec = evaluate(tmp_path, "--scores", str(d), "--name", "mine", "--labels", str(label_dir), *extra)
-    assert_close(rec["metrics"]["pixel"], sklearn_metrics(maps, scores), 1e-12)
+    assert_close(rec["metrics"]["pixel"], pooled_sklearn(maps, scores), 1e-12)
     assert rec["method"]["name"] == "mine" and rec["method"]["kind"] == "precomputed"
     assert rec["method"]["score_dtype"] == ("float32" if fmt == "npy32" else "float16")
     assert rec["method"]["score_format"] == {"npy32": "npy", "npz16": "npz", "npz16_key": "npz", "hdf5": "hdf5",
@@ -101,7 +91,7 @@ def test_raw_float32_within_histogram_tolerance(labels, tmp_path):
     scores = make_scores(maps, np.float32, seed=2)
     d = save_npy(tmp_path / "scores", scores)
     rec = evaluate(tmp_path, "--scores", str(d), "--name", "raw32", "--labels", str(label_dir))
-    assert_close(rec["metrics"]["pixel"], sklearn_metrics(maps, scores), 2e-3)
+    assert_close(rec["metrics"]["pixel"], pooled_sklearn(maps, scores), 2e-3)
 
 
 def test_shape_mismatch_needs_resize(labels, tmp_path, capsys):

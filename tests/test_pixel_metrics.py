@@ -6,13 +6,14 @@ import math
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from oodbench.errors import ScoreError
 from oodbench.metrics.key_hist import KeyHistogram, monotone_keys
 from oodbench.metrics.pixel import PixelMetricState, pixel_metrics
 
-KEYS = ("auroc", "ap", "fpr95")
+from pixel_reference import KEYS, assert_close, same_state, sklearn_metrics
+
 MiB = 2**20
 
 
@@ -24,21 +25,6 @@ class SmallHist(KeyHistogram):
 class SmallState(PixelMetricState):
     """The same state with a tiny budget, so that tests reach the coarse layouts of a huge split."""
     _histogram = SmallHist
-
-
-def sklearn_metrics(labels, scores):
-    valid = labels != 255
-    y, s = labels[valid].astype(int), np.asarray(scores, dtype=np.float64)[valid]
-    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
-    return {"auroc": roc_auc_score(y, s), "ap": average_precision_score(y, s),
-            "fpr95": fpr[np.argmax(tpr >= 0.95)], "num_pos": int(y.sum()), "num_neg": int((y == 0).sum())}
-
-
-def assert_close(got, want, tol):
-    assert (got["num_pos"], got["num_neg"]) == (want["num_pos"], want["num_neg"])
-    for k in KEYS:
-        t = tol[k] if isinstance(tol, dict) else tol
-        assert abs(got[k] - want[k]) <= t, (k, got[k], want[k])
 
 
 def state_of(labels, scores, cls=PixelMetricState, **kw):
@@ -225,13 +211,6 @@ def test_empty_state():
     assert (out["num_pos"], out["num_neg"]) == (0, 0) and all(math.isnan(out[k]) for k in KEYS)
     assert math.isnan(state.threshold_at_tpr(0.95)) and math.isnan(state.threshold_at_best_f1()[0])
     assert PixelMetricState.from_state_dict(state.state_dict()).compute()["num_neg"] == 0
-
-
-def same_state(a, b):
-    da, db = a.state_dict(), b.state_dict()
-    assert set(da) == set(db) == {"bits", "index", "pos", "neg"}
-    for k in da:
-        np.testing.assert_array_equal(da[k], db[k])
 
 
 @pytest.mark.parametrize("cls", [PixelMetricState, SmallState])
