@@ -16,6 +16,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from ..segments.components import label_components
+from .component_kernels import roi_counts
 from .size_bins import DEFAULT_SIZE_EDGES, SizeBinState
 
 TAUS = np.linspace(0.25, 0.75, 11)  # the official grid; its 7th value is 0.6000000000000001
@@ -23,30 +24,21 @@ TRACKS = {"anomaly": (500, 100), "obstacle": (50, 10)}  # (min_pred, min_gt)
 
 
 def instances(label: np.ndarray, score: np.ndarray, threshold: float, min_pred: int, min_gt: int):
-    """(gt ids, predicted ids) over the region-of-interest pixels, as flat arrays, after size filters."""
+    """(ground-truth areas, predicted areas, (gt id, predicted id) codes of the pixels on both) over the
+    region-of-interest pixels, after the size filters; areas are indexed by component id (0: none)."""
     if label.shape != score.shape:
         raise ScoreError(f"score map shape {score.shape} does not match label map {label.shape}")
-    pred_mask = (score > threshold) & (label != IGNORE_LABEL)
+    label = np.ascontiguousarray(label)
     gt, n_gt = label_components(label == OOD_LABEL)
-    pred, n_pred = label_components(pred_mask)
-    pred_sizes = np.bincount(pred.ravel(), minlength=n_pred + 1)
-    small_pred = pred_sizes < min_pred
-    small_pred[0] = True
-    pred = np.where(small_pred[pred], 0, pred)
-    gt_sizes = np.bincount(gt.ravel(), minlength=n_gt + 1)
-    small_gt = gt_sizes < min_gt  # entry 0 too: the official code also voids a background under min_gt
-    roi = (label != IGNORE_LABEL) & ~small_gt[gt]
-    return gt[roi].astype(np.int64), pred[roi].astype(np.int64)
+    pred, n_pred = label_components((score > threshold) & (label != IGNORE_LABEL))
+    return roi_counts(label.ravel(), gt.ravel(), pred.ravel(), n_gt, n_pred, min_gt, min_pred, IGNORE_LABEL)
 
 
-def component_stats(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(sIoU per gt component, sIoU and PPV per predicted component, gt areas, predicted areas) from
-    flat ROI id arrays, components in id order; an area is the component's pixel count in the ROI."""
-    ng, npred = int(gt.max(initial=0)) + 1, int(pred.max(initial=0)) + 1
-    size_g = np.bincount(gt, minlength=ng)
-    size_p = np.bincount(pred, minlength=npred)
-    both = (gt > 0) & (pred > 0)
-    codes, counts = np.unique(gt[both] * npred + pred[both], return_counts=True)
+def component_stats(size_g: np.ndarray, size_p: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(sIoU per gt component, sIoU and PPV per predicted component, gt areas, predicted areas) from the ROI
+    areas and overlap codes of ``instances``, components in id order."""
+    ng, npred = size_g.size, size_p.size
+    codes, counts = np.unique(codes, return_counts=True)
     gi, pj = codes // npred, codes % npred
     on_gt_p = np.bincount(pj, weights=counts, minlength=npred)  # pixels of pred j on any gt component
     on_pred_g = np.bincount(gi, weights=counts, minlength=ng)   # pixels of gt i under any prediction
