@@ -82,15 +82,20 @@ class Prepared:
 def prepare(method: str | Method, dataset: str = "synthetic", split: str = "test",
             data_root: str | Path | None = None, dataset_options: dict[str, Any] | None = None, seed: int = 0,
             checkpoint: str | Path | None = None, batch_size: int = 4, progress: bool = True,
-            score_cache: bool = True, cache_root: str | Path | None = None) -> Prepared:
+            score_cache: bool = True, cache_root: str | Path | None = None, need_cache: str = "") -> Prepared:
     """Create the split (OoD labels only) and the method (``checkpoint``: local weights instead of its card's
-    download), bind the method to the data and set it up."""
+    download), bind the method to the data and set it up. ``need_cache`` names what needs the score cache (e.g.
+    sharded runs), refused before the set-up loads anything when the method keeps no cache."""
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
     if ds.label_kind != "ood":
         raise OodbenchError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
                             f"choose an OoD benchmark (`oodbench list datasets`)")
     m = _create(method, seed, checkpoint) if isinstance(method, str) else method
+    if need_cache and not (score_cache and getattr(m, "cacheable", False)):
+        fixes = ([] if score_cache else ["drop --no-score-cache"]) + ([] if getattr(m, "cacheable", False) else [
+            "give the method cacheable = True once its config() identifies its maps"])
+        raise OodbenchError(f"method {m.name!r}: {need_cache} need the score cache; {' and '.join(fixes)}")
     bind = getattr(m, "bind", None)
     if bind is not None:
         bind(ds)

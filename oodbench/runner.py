@@ -69,14 +69,9 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     start = time.perf_counter()
     policy = ThresholdPolicy.parse(threshold) if components else None
     named = {name: create_convention(name) for name in dict.fromkeys(conventions)}
-    if (shard is not None or from_cache) and not score_cache:
-        raise OodbenchError("sharded runs and merging need the score cache; drop --no-score-cache")
     prep = prepare(method, dataset, split, data_root, dataset_options, seed, checkpoint, batch_size, progress,
-                   score_cache, cache_root)
+                   score_cache, cache_root, need_cache="sharded runs and merging" if shard or from_cache else "")
     ds, m, method_info, opts = prep.ds, prep.method, prep.info, prep.options
-    if (shard is not None or from_cache) and prep.cache(ds) is None:
-        raise OodbenchError(f"method {m.name!r}: sharded runs and merging need the score cache, which this method "
-                            f"does not use; give it cacheable = True once its config() identifies its maps")
     setup_seconds = time.perf_counter() - start
     scorer = None if from_cache else m
 

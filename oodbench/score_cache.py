@@ -18,6 +18,7 @@ from .paths import home
 from .segments.collector import ImageSegments
 
 STORAGE = "float16"  # what SegmentMeIfYouCan stores; records that use cached scores say so
+FORMAT = 2  # one <id>.npz per frame holding the map and the meta stage's segments (1: segments apart)
 
 
 def cache_key(method_config: dict[str, Any], checkpoint_sha256: str | None, dataset: str, split: str,
@@ -26,7 +27,8 @@ def cache_key(method_config: dict[str, Any], checkpoint_sha256: str | None, data
     from . import __version__
 
     blob = json.dumps({"method": method_config, "checkpoint": checkpoint_sha256, "dataset": dataset, "split": split,
-                       "fingerprint": fingerprint, "options": options, "storage": STORAGE, "oodbench": __version__},
+                       "fingerprint": fingerprint, "options": options, "storage": STORAGE, "format": FORMAT,
+                       "oodbench": __version__},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -44,8 +44,10 @@ def test_merge_names_the_missing_shard(tmp_path):
     run("entmax", progress=False, cache_root=tmp_path, shard=(0, 2))
     with pytest.raises(ScoreError, match=r"lacks samples \[.*\] \(maps, or segments.*\): run the shard\(s\) that score"):
         run("entmax", progress=False, cache_root=tmp_path, from_cache=True)
-    with pytest.raises(OodbenchError, match="need the score cache"):
-        run("entmax", progress=False, score_cache=False, shard=(1, 2))
+    method = create_method("entmax")
+    method.setup = lambda progress: pytest.fail("refused only after loading the model")
+    with pytest.raises(OodbenchError, match="need the score cache; drop --no-score-cache$"):
+        run(method, progress=False, score_cache=False, shard=(1, 2))
 
 
 def test_interrupted_run_resumes_from_the_cache(plain, tmp_path, monkeypatch):

@@ -202,7 +202,7 @@ def provenance_notes(baseline: dict, records: dict[str, dict], rows: list[Row] |
 def _fmt(metric: str, value: float | None, signed: bool = False) -> str:
     if value is None:
         return ""
-    if CATALOGUE[metric].rate if metric in CATALOGUE else True:
+    if metric not in CATALOGUE or CATALOGUE[metric].rate:
         return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
     return f"{int(value):+d}" if signed else str(int(value))
 

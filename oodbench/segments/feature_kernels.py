@@ -39,7 +39,7 @@ def segment_sums(probs, segments, n, num_pixels):
     position = np.zeros((n + 1, 2), np.float64)
     cprob = np.zeros((n + 1, num_classes), np.float64)
     ndist = np.zeros((n + 1, num_classes), np.int64)
-    pred = np.full((h, w), -1, np.int8)  # argmax of outside neighbours, computed once each
+    pred = np.full((h, w), -1, np.int32)  # argmax of outside neighbours, computed once each
     values = np.empty((3, num_pixels), np.float64)
     owner = np.empty(num_pixels, np.int64)
     on_bd = np.empty(num_pixels, np.bool_)

@@ -114,7 +114,7 @@ def segment_features(probs: np.ndarray, ignore: np.ndarray | None = None, thresh
         raise ScoreError(f"segment score map shape {ent.shape} does not match probs {(h, w)}")
     if not np.isfinite(ent).all():
         raise ScoreError("the segment score map is not finite: NaN/inf scores or negative probabilities")
-    segments, n = label_components((ent >= np.float64(threshold)) & ~ignore)  # compared in float64
+    segments, n = label_components((ent.astype(np.float64, copy=False) >= threshold) & ~ignore)
     names = feature_names(num_classes)
     if n == 0:
         return SegmentFeatures(segments, np.zeros((0, len(names)), dtype=np.float64), names)
