@@ -75,12 +75,11 @@ def segment_sums(probs, segments, n, num_pixels):
                 pd = np.float64(p)
                 ent -= pd * np.log(max(pd, tiny))
                 cprob[s, c] += pd
-            heat = (ent / log_c, 1.0 - top1 + top2, 1.0 - top1)
             part = 2 if bd else 1
+            values[0, k], values[1, k], values[2, k] = ent / log_c, 1.0 - top1 + top2, 1.0 - top1
             for m in range(3):
-                values[m, k] = heat[m]
-                sums[m, s, 0] += heat[m]
-                sums[m, s, part] += heat[m]
+                sums[m, s, 0] += values[m, k]
+                sums[m, s, part] += values[m, k]
             counts[s, 0] += 1
             counts[s, 1] += bd
             position[s, 0] += y
