@@ -17,7 +17,7 @@ from .methods import Method
 from .prepare import prepare  # the run's own set-up and score-cache keys: show reads what run wrote
 from .scoring import Scored, score_pass
 from .segments.collector import SegmentCollector, count_errors
-from .segments.components import label_components
+from .segments.features import form_segments
 
 __all__ = ["PanelData", "PanelSegments", "find_index", "panel_data", "segment_map"]
 
@@ -72,8 +72,7 @@ def find_index(ds: Dataset, image_id: str) -> int:
 def segment_map(score: np.ndarray, label: np.ndarray, threshold: float) -> np.ndarray:
     """The segments ``image_segments`` forms (components of score >= threshold off ignore pixels), 1..n in
     the order of its feature rows."""
-    ignore = label == IGNORE_LABEL
-    return label_components((np.where(ignore, 0.0, score.astype(np.float64)) >= threshold) & ~ignore)[0]
+    return form_segments(score, label == IGNORE_LABEL, threshold)[0]
 
 
 def _meta_pass(m: Method, ds: Dataset, chosen: str, threshold: float, batch_size: int, progress: bool,

@@ -92,9 +92,10 @@ def prepare(method: str | Method, dataset: str = "synthetic", split: str = "test
         raise OodbenchError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
                             f"choose an OoD benchmark (`oodbench list datasets`)")
     m = _create(method, seed, checkpoint) if isinstance(method, str) else method
-    if need_cache and not (score_cache and getattr(m, "cacheable", False)):
-        fixes = ([] if score_cache else ["drop --no-score-cache"]) + ([] if getattr(m, "cacheable", False) else [
-            "give the method cacheable = True once its config() identifies its maps"])
+    cacheable = getattr(m, "cacheable", False)
+    if need_cache and not (score_cache and cacheable):
+        fixes = [fix for fix, needed in (("drop --no-score-cache", not score_cache), (
+            "give the method cacheable = True once its config() identifies its maps", not cacheable)) if needed]
         raise OodbenchError(f"method {m.name!r}: {need_cache} need the score cache; {' and '.join(fixes)}")
     bind = getattr(m, "bind", None)
     if bind is not None:

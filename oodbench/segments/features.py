@@ -19,7 +19,7 @@ from ..errors import ScoreError
 from .components import label_components
 from .feature_kernels import segment_sums
 
-__all__ = ["SegmentFeatures", "segment_features", "feature_names", "normalized_entropy",
+__all__ = ["SegmentFeatures", "segment_features", "feature_names", "form_segments", "normalized_entropy",
            "paper_feature_order", "HEATMAPS", "STAT_SUFFIXES"]
 
 HEATMAPS = ("E", "D", "V")  # normalized entropy, probability margin 1-p1+p2, variation ratio 1-p1
@@ -77,6 +77,11 @@ def normalized_entropy(probs: np.ndarray, block: int = 1 << 15) -> np.ndarray:
     return out.reshape(probs.shape[1:])
 
 
+def form_segments(score: np.ndarray, ignore: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
+    """The segments: 8-connected components of ``score >= threshold`` (compared in float64) off ignore pixels."""
+    return label_components((np.asarray(score).astype(np.float64, copy=False) >= threshold) & ~ignore)
+
+
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
     np.divide(num, den, out=out, where=den != 0)
@@ -114,7 +119,7 @@ def segment_features(probs: np.ndarray, ignore: np.ndarray | None = None, thresh
         raise ScoreError(f"segment score map shape {ent.shape} does not match probs {(h, w)}")
     if not np.isfinite(ent).all():
         raise ScoreError("the segment score map is not finite: NaN/inf scores or negative probabilities")
-    segments, n = label_components((ent.astype(np.float64, copy=False) >= threshold) & ~ignore)
+    segments, n = form_segments(ent, ignore, threshold)
     names = feature_names(num_classes)
     if n == 0:
         return SegmentFeatures(segments, np.zeros((0, len(names)), dtype=np.float64), names)
