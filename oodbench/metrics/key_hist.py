@@ -9,8 +9,8 @@ the budget (the top of the ranking weighs most in AP); the penalty (one bit per 
 [2**-16, 2**16)) leaves far tails less, the floor (3 over the float16 range) keeps float16 scores exact.
 Occupancy only grows, so (m, t) only coarsens bins, and a coarser block is the sum of a finer one: the counts
 depend only on the pooled pixels, never on their order, sharding or merges.
-Images are counted by a compiled pass (``key_kernels.stage``); negatives go through uint8 staging counts that
-are added to the full counts before anything reads or moves them.
+Images are counted by compiled passes (``key_kernels``: the first image's level-1 bins, then ``stage``);
+negatives go through uint8 staging counts that are added to the full counts before anything reads or moves them.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .key_kernels import flush, move_blocks, positive_bins, stage
+from .key_kernels import flush, level1_seen, move_blocks, positive_bins, stage
 
 if TYPE_CHECKING:
     import torch
@@ -211,7 +211,12 @@ class KeyHistogram:
     def add(self, scores: np.ndarray, labels: np.ndarray) -> bool:
         """Count float32 pixels with uint8 labels (0 negative, 1 positive, others ignored). Returns False,
         leaving the counts unchanged, when a pixel of either class has a NaN/inf score."""
-        rest = np.flatnonzero(labels <= 1) if not self.used else self._fast(scores, labels)
+        if not self.used:  # the first image lays out the blocks: its level-1 bins in one compiled pass
+            seen = np.zeros(L1, bool)
+            if not level1_seen(scores, labels, self.mask, seen):
+                return False
+            self.occupy(np.flatnonzero(seen))
+        rest = self._fast(scores, labels) if self.used else None
         if rest is None:
             return True
         rest = rest[labels[rest] <= 1]
