@@ -13,12 +13,13 @@ from .scoring import Consumer, Part, Scored, consume, score_pass
 
 class Replay:
     """A consumer that keeps the first samples of a pass, in order, while they fit in ``budget`` bytes: id, label
-    and a copy of the score map in ``dtype`` (float16 holds a float16-cached map exactly). Images are dropped."""
+    and a copy of the score map in ``dtype`` (float16 holds a float16-cached map exactly). Images are dropped.
+    Maps of the samples that do not fit go to ``spill``, if given (a run without a score cache)."""
 
     budget = 256 << 20
 
-    def __init__(self, dtype: str | np.dtype = np.float32):
-        self.dtype = np.dtype(dtype)
+    def __init__(self, dtype: str | np.dtype = np.float32, spill: ScoreCache | None = None):
+        self.dtype, self.spill = np.dtype(dtype), spill
         self.items: list[tuple[Sample, np.ndarray]] = []
         self.used, self.full = 0, False
 
@@ -27,6 +28,8 @@ class Replay:
         size = item.score.size * self.dtype.itemsize + (label.nbytes if label is not None else 0)
         if self.full or self.used + size > self.budget:
             self.full = True  # later samples would leave a gap: the rest is read again
+            if self.spill is not None:
+                self.spill.put(item.sample.id, self.spill.stored(item.sample.id, item.score), item.sample.image)
             return
         sample = Sample(item.sample.id, None, label, item.sample.meta)
         self.items.append((sample, np.array(item.score, dtype=self.dtype)))  # a copy: methods may reuse buffers
@@ -42,6 +45,5 @@ def second_pass(replay: Replay, dataset: Sequence[Sample], batch_size: int, prog
     from ``cache`` (which must hold their maps)."""
     for sample, score in replay.items:
         consume([Scored(sample, score.astype(np.float32))], consumers, dataset)
-    rest = Part(dataset, range(len(replay), len(dataset)))
-    if len(rest):
-        score_pass(None, rest, batch_size, progress, desc, consumers, cache)
+    score_pass(None, Part(dataset, range(len(replay), len(dataset))), batch_size, progress, desc, consumers, cache,
+               done=len(replay))

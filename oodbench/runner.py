@@ -97,12 +97,14 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         bootstrap=BootstrapCollector() if bootstrap > 0 and not oracle else None)
     with tempfile.TemporaryDirectory(prefix="oodbench-scores-") as scratch:
         # the oracle pass replays labels and maps held in memory, and reads the rest back from the cache (without
-        # one, from this run's own float32 maps) instead of running the model again
-        pass_cache = cache or (ScoreCache("pass", scratch, dtype="float32") if oracle else None)
-        replay = Replay(pass_cache.dtype) if oracle and shard is None else None
+        # one, from this run's own float32 maps of the frames not held) instead of running the model again
+        replay, spill = None, None
+        if oracle and shard is None:
+            spill = None if cache is not None else ScoreCache("pass", scratch, dtype="float32")
+            replay = Replay((cache or spill).dtype, spill)
         consumers = [states.consume] + ([replay] if replay is not None else [])
         model_seconds, cached = score_pass(scorer, part, batch_size, progress, f"{m.name} on {dataset}/{split}",
-                                           consumers, pass_cache, seg_threshold)
+                                           consumers, cache, seg_threshold)
         if shard is None:
             states = all_merged(states)
             if oracle:
@@ -112,7 +114,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
                 states.components = ComponentMetricState.for_track(comp_threshold, track)
                 states.bootstrap = BootstrapCollector() if bootstrap > 0 else None
                 second_pass(replay, part, batch_size, progress, "components at the oracle threshold",
-                            [states.consume_components], pass_cache)
+                            [states.consume_components], cache or spill)
                 states = all_merged(states, ("components", "bootstrap"))
     if shard is not None:
         return {"shard": list(shard), "num_images": len(part), "scored": len(part) - cached, "from_cache": cached,

@@ -202,9 +202,10 @@ def _finish_and_consume(batch, out, scores, cache, segment_threshold, consumers,
 
 def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int, progress: bool, desc: str,
                consumers: list[Consumer], cache: ScoreCache | None = None,
-               segment_threshold: float | None = None) -> tuple[float, int]:
+               segment_threshold: float | None = None, done: int = 0) -> tuple[float, int]:
     """Score every sample once (from the cache where it holds the whole batch) and hand each ``Scored`` to every
     consumer. ``method=None`` reads the cache only. Returns (seconds in the method, samples read from cache).
+    ``done``: samples of the same pass handed over before (counted on the progress bar).
 
     Loading runs ahead in a thread, and everything after the forward pass (caching, the meta stage's segments,
     the consumers) in another, in sample order, up to two batches behind, so that both overlap the model; both
@@ -215,7 +216,7 @@ def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int
     overlap = method is None or getattr(device, "type", str(device or "cpu")) != "cpu"
     pending: list[tuple[Future, int]] = []
     with ThreadPoolExecutor(1, thread_name_prefix="oodbench-metrics") as worker, \
-            tqdm(total=len(dataset), desc=desc, unit="img", disable=not progress) as bar:
+            tqdm(total=done + len(dataset), initial=done, desc=desc, unit="img", disable=not progress) as bar:
         submit = worker.submit if overlap else _now
 
         def collect(keep: int) -> None:
