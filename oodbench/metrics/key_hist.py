@@ -132,8 +132,8 @@ class KeyHistogram:
         self.blocks = np.concatenate([self.blocks, new])
         old, self.used = self.used, self.used + int(sizes.sum())
         need = self.used + 1  # and the overflow bin
-        if need > self.neg.size:  # grow by doubling, never past the budget
-            size = max(need, min(2 * self.neg.size, self._capacity() + 1))
+        if need > self.neg.size:  # the whole budget at once: later appends copy nothing, untouched pages stay unmapped
+            size = self._capacity() + 1 if self.used else need
             for name in ("neg", "pos", "neg8"):
                 grown = np.zeros(size, getattr(self, name).dtype)
                 grown[:old] = getattr(self, name)[:old]
@@ -150,9 +150,10 @@ class KeyHistogram:
             self.device_counts.drain(self.neg, self.pos, n)
 
     def __getstate__(self) -> dict:
-        """Pickled (e.g. sent between processes) with every count on the host."""
+        """Pickled (e.g. sent between processes) with every count on the host, the arrays cut to the used bins."""
         self._flush()
-        return {**vars(self), "device_counts": None}
+        n = min(self.used + 1, self.neg.size)
+        return {**vars(self), "device_counts": None, **{k: getattr(self, k)[:n] for k in ("neg", "pos", "neg8")}}
 
     def _fast_map(self) -> None:
         """Per level-1 bin, (block start << 5) | (16 - e) for the fast path; bins without a block get the overflow
