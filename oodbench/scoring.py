@@ -222,9 +222,9 @@ def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int
         def collect(keep: int) -> None:
             """Wait for finished work until at most ``keep`` batches are pending; a task's error cancels the rest."""
             while len(pending) > keep or (pending and pending[0][0].done()):
-                done, n = pending.pop(0)
+                finished, n = pending.pop(0)
                 try:
-                    done.result()
+                    finished.result()
                 except BaseException:
                     for waiting, _ in pending:
                         waiting.cancel()

@@ -200,24 +200,28 @@ def test_oracle_pass_replays_held_frames_and_reads_only_the_rest(plain, tmp_path
 
 @pytest.fixture(scope="module")
 def uncached(tmp_path_factory):
-    record, _ = run(METHOD, progress=False, score_cache=False, cache_root=tmp_path_factory.mktemp("unused"))
+    record, _ = run(METHOD, progress=False, bootstrap=20, score_cache=False,
+                    cache_root=tmp_path_factory.mktemp("unused"))
     return record
 
 
-@pytest.mark.parametrize("held", [60, 25])
+@pytest.mark.parametrize("held", [60, 25, 0])
 def test_without_a_score_cache_only_frames_not_held_are_written(uncached, tmp_path, monkeypatch, held):
     """A run without a score cache writes scratch maps for the oracle pass only for the frames the replay cannot
-    hold, and its record does not depend on how many it holds."""
+    hold, reads only those again, and its record does not depend on how many it holds."""
+    from oodbench.data.base import Dataset
     from oodbench.replay import Replay
     from oodbench.score_cache import ScoreCache
 
-    written = []
-    put = ScoreCache.put
+    written, reads = [], []
+    put, getitem = ScoreCache.put, Dataset.__getitem__
     monkeypatch.setattr(ScoreCache, "put", lambda self, sample_id, *a, **k: written.append(sample_id)
                         or put(self, sample_id, *a, **k))
+    monkeypatch.setattr(Dataset, "__getitem__", lambda self, i: reads.append(i) or getitem(self, i))
     monkeypatch.setattr(Replay, "budget", held * 128 * 256 * 5)  # uint8 label + float32 map per 128x256 frame
-    record, _ = run(METHOD, progress=False, score_cache=False, cache_root=tmp_path)
-    assert len(written) == 60 - held and not list(tmp_path.rglob("*.npz"))
+    record, _ = run(METHOD, progress=False, bootstrap=20, score_cache=False, cache_root=tmp_path)
+    assert reads == list(range(60)) + list(range(held, 60)) and not list(tmp_path.rglob("*.npz"))
+    assert len(written) == 60 - held
     assert record["scores"]["storage"] == uncached["scores"]["storage"] != "float16"
     assert _comparable(record) == _comparable(uncached)
 

@@ -19,7 +19,7 @@ def stage(scores, labels, fast, mask, neg8, neg, pos, trash, sign, rest):
     bins (``fast``: per level-1 bin, (block start << 5) | dropped key bits), negatives through the staging array;
     ``sign`` = +1 to add, -1 to take back. Pixels of level-1 bins without a block land in ``trash``; their
     indices are written to ``rest`` and their number is returned. The negatives' bins of a chunk are found
-    first and counted in a second tight loop, which keeps more random increments in flight (~15 % faster)."""
+    first and counted in a second tight loop, which keeps more random increments in flight."""
     bits = scores.view(np.int32)
     step = np.uint8(1) if sign > 0 else np.uint8(255)
     wrap = np.uint8(0) if sign > 0 else np.uint8(255)
