@@ -53,9 +53,10 @@ def _forward_only(method, images, batch_size=4):
 
 
 def test_run_overhead_over_forward_passes(benchmark, method, tmp_path):
-    """Forward passes alone are timed right before each round of the run, and the overhead is the median of the
-    rounds' ratios: this machine's speed drifts by tens of percent over minutes, and a ratio of neighbours
-    cancels the drift that a ratio of separate minima keeps."""
+    """Forward passes alone are timed before each round of the run and once after the last; each round is
+    compared with the mean of the forward passes timed just before and just after it, and the overhead is the
+    median of the rounds' ratios: this machine's speed drifts by tens of percent over minutes, and a ratio of
+    neighbours cancels the drift that a ratio of separate minima keeps."""
     split = "val" if benchmark.disabled else "test"  # val: 30 frames; test: 60
     ds = DATASETS.create("synthetic", split=split)
     images = [ds[i].image for i in range(len(ds))]
@@ -70,12 +71,13 @@ def test_run_overhead_over_forward_passes(benchmark, method, tmp_path):
         evaluations.append(record["cost"]["evaluation_seconds"])
         inside.append(record["cost"]["evaluation_seconds"] / record["cost"]["model_seconds"] - 1)
 
-    benchmark.pedantic(evaluate, setup=time_forward, rounds=1 if benchmark.disabled else 7, iterations=1)
-    ratios = np.array(evaluations) / np.array(forwards) - 1
+    benchmark.pedantic(evaluate, setup=time_forward, rounds=1 if benchmark.disabled else 9, iterations=1)
+    time_forward()
+    ratios = np.array(evaluations) / ((np.array(forwards[:-1]) + np.array(forwards[1:])) / 2) - 1
     overhead = float(np.median(ratios))
     benchmark.extra_info.update({"forward_seconds": forwards, "run_evaluation_seconds": evaluations,
                                  "overhead_vs_forward": overhead, "overhead_vs_model_seconds_inside_run":
                                  float(np.median(inside))})
-    print(f"\nrun over forward passes timed just before it: median {100 * overhead:+.1f} % "
+    print(f"\nrun over forward passes timed just before and after it: median {100 * overhead:+.1f} % "
           f"(rounds {', '.join(f'{100 * r:+.0f}' for r in ratios)} %); median {100 * np.median(inside):+.1f} % over "
           f"the model time inside the run; forward passes {min(forwards):.2f}-{max(forwards):.2f} s")
