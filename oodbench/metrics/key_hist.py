@@ -347,6 +347,7 @@ class KeyHistogram:
         return (*self.describe(nz, first), pos[nz].astype(np.int64), neg[nz].astype(np.int64))
 
     def nbytes(self) -> int:
-        """Bytes held by the count arrays and the level-1 tables."""
+        """Bytes held by the count arrays (reserved at the budget's size once blocks exist; the OS maps their pages
+        as counts arrive) and the level-1 tables."""
         return sum(a.nbytes for a in (self.neg, self.pos, self.neg8, self.e, self.slot, self.fast,
                                        self.blocks))
