@@ -406,3 +406,21 @@ def test_an_image_refused_at_the_narrow_limit_changes_nothing():
     same_state(state, SmallState.from_state_dict(before))
     state.update(labels, scores)  # the same image without the NaN: now int64
     assert state._hist.dtype == np.int64
+
+
+def test_a_pickled_state_carries_only_its_nonzero_bins_and_keeps_counting():
+    """Count arrays are reserved at the budget's size, but a state sent between processes (torchrun's all-gather
+    pickles it) carries only its nonzero bins, and the copy goes on counting like the original."""
+    import pickle
+
+    (la, sa), (lb, sb) = family_map("smooth", 0, (64, 128)), family_map("maxlogit", 1, (64, 128))
+    state = state_of(la, sa)
+    assert state.nbytes() > 60 * MiB  # reserved, not touched
+    blob = pickle.dumps(state)
+    assert len(blob) < 4 * MiB
+    copy = pickle.loads(blob)
+    assert copy.compute() == state.compute()
+    for s in (state, copy):
+        s.update(lb, sb)  # new level-1 bins: the copy grows its arrays again
+    same_state(copy, state)
+    same_state(copy, state_of(np.concatenate([la, lb]), np.concatenate([sa, sb])))

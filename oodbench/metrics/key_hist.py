@@ -150,10 +150,19 @@ class KeyHistogram:
             self.device_counts.drain(self.neg, self.pos, n)
 
     def __getstate__(self) -> dict:
-        """Pickled (e.g. sent between processes) with every count on the host, the arrays cut to the used bins."""
+        """Pickled (e.g. sent between processes) with every count on the host, and only the nonzero bins."""
         self._flush()
         n = min(self.used + 1, self.neg.size)
-        return {**vars(self), "device_counts": None, **{k: getattr(self, k)[:n] for k in ("neg", "pos", "neg8")}}
+        nonzero = np.flatnonzero(self.neg[:n] | self.pos[:n])
+        return {**vars(self), "device_counts": None, "neg": None, "pos": None, "neg8": None,
+                "nonzero": (n, nonzero, self.neg[nonzero], self.pos[nonzero])}
+
+    def __setstate__(self, state: dict) -> None:
+        n, nonzero, neg, pos = state.pop("nonzero")
+        vars(self).update(state)
+        size = self._capacity() + 1 if self.used else n
+        self.neg, self.pos, self.neg8 = np.zeros(size, self.dtype), np.zeros(size, self.dtype), np.zeros(size, np.uint8)
+        self.neg[nonzero], self.pos[nonzero] = neg, pos
 
     def _fast_map(self) -> None:
         """Per level-1 bin, (block start << 5) | (16 - e) for the fast path; bins without a block get the overflow
