@@ -153,7 +153,7 @@ class KeyHistogram:
         """Pickled (e.g. sent between processes) with every count on the host, and only the nonzero bins."""
         self._flush()
         n = min(self.used + 1, self.neg.size)
-        nonzero = np.flatnonzero(self.neg[:n] | self.pos[:n])
+        nonzero = np.flatnonzero(self.neg[:n] | self.pos[:n]).astype(np.int32)  # bins < 2**31 within the budget
         return {**vars(self), "device_counts": None, "neg": None, "pos": None, "neg8": None,
                 "nonzero": (n, nonzero, self.neg[nonzero], self.pos[nonzero])}
 
