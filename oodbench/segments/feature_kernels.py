@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# the 8 neighbour offsets (drow, dcol)
-_DY = np.array([0, 1, 1, 1, 0, -1, -1, -1], np.int64)
-_DX = np.array([1, 0, 1, -1, -1, 0, -1, 1], np.int64)
+from .components import NEIGHBOUR_OFFSETS
+
+_DY = np.array([dy for dy, _ in NEIGHBOUR_OFFSETS], np.int64)
+_DX = np.array([dx for _, dx in NEIGHBOUR_OFFSETS], np.int64)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
