@@ -179,6 +179,6 @@ def render_panel(data: PanelData, out: str | Path, dpi: int = 100) -> dict:
     boxes = _boxes(fig, axes)
     fig.set_layout_engine("none")  # keep the positions just measured for the saved file
     atomic_write(out, lambda fh: fig.savefig(fh, format="png", dpi=dpi,
-                                             metadata={"oodbench-panels": json.dumps(boxes)}), suffix=".png")
+                                             metadata={"oodbench-panels": json.dumps(boxes)}))
     size = (round(fig.get_figwidth() * dpi), round(fig.get_figheight() * dpi))
     return {"path": out, "size": size, "panels": boxes}

@@ -13,7 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..errors import OodbenchError
-from .catalogue import CATALOGUE
+from .catalogue import CATALOGUE, lookup
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,7 +21,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "paper"
-METRICS = CATALOGUE
 UNITS = ("percent", "fraction")
 
 
@@ -67,8 +66,8 @@ def _entry(path: Path, source: dict, defaults: dict, raw: dict, known: set[str] 
     if not isinstance(metrics, dict) or not metrics:
         _fail(path, f"{where} needs a [entry.metrics] table with at least one number (leave unknown ones out)")
     for name, value in metrics.items():
-        if name not in METRICS:
-            _fail(path, f"{where}: unknown metric {name!r}; known: {', '.join(METRICS)}")
+        if name not in CATALOGUE:
+            _fail(path, f"{where}: unknown metric {name!r}; known: {', '.join(CATALOGUE)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             _fail(path, f"{where}: {name} = {value!r} is not a finite number (unknown numbers stay absent)")
     unit = item.get("unit", "percent")
@@ -79,7 +78,7 @@ def _entry(path: Path, source: dict, defaults: dict, raw: dict, known: set[str] 
                   dict(item.get("conventions", {})), unit, str(item.get("note", "")))
     for name in metrics:
         conv = entry.convention_of(name)
-        if METRICS[name].by_convention and conv is None:
+        if CATALOGUE[name].by_convention and conv is None:
             _fail(path, f"{where}: {name} depends on the evaluation convention; set convention = \"...\"")
         if conv is not None and known is not None and conv not in known:
             _fail(path, f"{where}: unknown convention {conv!r}; known: {', '.join(sorted(known))}")
@@ -115,20 +114,19 @@ def load_paper(folder: str | Path = PAPER_DIR) -> list[Entry]:
 
 def _ours(entry: Entry, record: dict, metric: str) -> tuple[float | None, str]:
     """Our number in the entry's convention, or None and why not."""
-    section, by_convention = METRICS[metric].section, METRICS[metric].by_convention
-    metrics = record.get("metrics", {})
+    spec, metrics = CATALOGUE[metric], record.get("metrics", {})
     conv = entry.convention_of(metric)
-    if by_convention and conv != "canonical":
+    if spec.by_convention and conv != "canonical":
         table = (metrics.get("conventions") or {}).get(conv)
         if not isinstance(table, dict):
             return None, f"convention not computed: rerun with --convention {conv}"
         value, where = table.get(metric), f"convention {conv}"
     else:
-        value, where = (metrics.get(section) or {}).get(metric), section
+        value, where = lookup(metrics, spec.path), spec.section
     if value is None:
         return None, f"{metric} not in the record ({where})"
     note = ""
-    if section == "components":
+    if spec.section == "components":
         choice = (metrics.get("components") or {}).get("threshold_choice") or {}
         note = f"components at our {choice.get('source', '?')} threshold"
     return float(value), note
@@ -140,10 +138,10 @@ def paper_rows(entries: list[Entry], records: dict[str, dict]) -> list[dict[str,
     for e in entries:
         record = records.get(f"{e.method}/{e.dataset}/{e.split}")
         for metric, theirs in e.metrics.items():
-            scale = 100.0 if METRICS[metric].rate and e.unit == "percent" else 1.0
+            scale = 100.0 if CATALOGUE[metric].rate and e.unit == "percent" else 1.0
             ours, note = (None, "no record") if record is None else _ours(e, record, metric)
             ours = None if ours is None else ours * scale
-            convention = (e.convention_of(metric) or "") if METRICS[metric].by_convention else ""
+            convention = (e.convention_of(metric) or "") if CATALOGUE[metric].by_convention else ""
             rows.append({"source": e.source.get("title") or e.source.get("url") or e.source.get("citation"),
                          "url": e.source.get("url"), "paper_method": e.paper_method, "method": e.method,
                          "dataset": e.dataset, "split": e.split, "convention": convention,

@@ -60,7 +60,7 @@ def _write_sidecar(path: Path, digest: str, st: os.stat_result, url: str | None)
     if url:
         rec["url"] = url
     try:
-        atomic_write(_sidecar(path), json.dumps(rec))
+        atomic_write(_sidecar(path), json.dumps(rec), sync=False)  # a lost sidecar only costs a re-hash
     except OSError:
         pass
 

@@ -3,7 +3,6 @@ and the JSON-lines training log."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 import time
@@ -92,6 +91,4 @@ class JsonlLog:
         if not self.enabled or not self.path.is_file():
             return
         kept = [r for r in self.records() if r.get("step", 0) <= step and r["event"] != "end"]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept), sync=False)
