@@ -247,7 +247,7 @@ def _check_record(report: PluginReport, name: str, method: Method, info: Any) ->
         report.add("record", WARN, "record fields", f"method.name is {method.name!r}, not the registered {name!r}: "
                    f"records and the leaderboard will file it under {method.name!r}")
     else:
-        report.add("record", OK, "record fields", f"config() {sorted(cfg)} and setup() info are JSON")
+        report.add("record", OK, "record fields", f"config() {sorted(map(str, cfg))} and setup() info are JSON")
 
 
 def validate_plugin(name: str, *, factory: Callable[..., Any] | None = None, images: int | None = None,

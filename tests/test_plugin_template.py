@@ -148,6 +148,9 @@ def test_good_method_passes_and_warnings_do_not_fail():
     assert constant.ok and constant.status("range") == WARN and constant.status("record") == OK
     unnamed = validate_plugin("other_name", factory=Saturation, quick=True)
     assert unnamed.ok and unnamed.status("record") == WARN
+    tuple_key = validate_plugin("saturation", factory=variant(Saturation.predict, config=lambda self: {
+        "name": "saturation", (1, 2): 3}), quick=True)  # make_record writes the key as a string: not a failure
+    assert tuple_key.ok and tuple_key.status("record") == OK, tuple_key.render()
 
 
 def test_cli_through_the_registry_exits_1_on_failure(capsys):
