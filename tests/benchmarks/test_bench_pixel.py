@@ -15,6 +15,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from oodbench.metrics.pixel import PixelMetricState, pixel_metrics
 
+from pixel_reference import assert_close
+
 FRAME = 1024 * 2048
 SIZES = {"2e7": int(float(os.environ.get("OODBENCH_BENCH_PIXELS", "2e7"))), "1e8": 10**8}
 SMALL = 300_000  # pixels per size under --benchmark-disable
@@ -55,12 +57,6 @@ def record(benchmark, name, size):
         _MIN_TIMES[(name, size)] = benchmark.stats.stats.min
 
 
-def check(got, want, tol):
-    assert (got["num_pos"], got["num_neg"]) == (want["num_pos"], want["num_neg"])
-    for k in ("auroc", "ap", "fpr95"):
-        assert abs(got[k] - want[k]) <= tol, (k, got[k], want[k])
-
-
 def state_metrics(frames):
     state = PixelMetricState()
     for labels, scores in frames:
@@ -92,7 +88,7 @@ def test_state_update_compute(benchmark, sized):
     size, frames, exact = sized
     rounds = 3 if size == "2e7" else 2
     got, nbytes = benchmark.pedantic(state_metrics, args=(frames,), rounds=rounds, iterations=1, warmup_rounds=1)
-    check(got, exact, TOL)
+    assert_close(got, exact, TOL)
     assert nbytes < 64 * 2**20
     benchmark.extra_info.update(state_mib=round(nbytes / 2**20, 1), resolution_bits=got["resolution_bits"],
                                 max_error=max(abs(got[k] - exact[k]) for k in ("auroc", "ap", "fpr95")))
@@ -102,7 +98,7 @@ def test_state_update_compute(benchmark, sized):
 def test_state_updates_only(benchmark, sized):
     size, frames, exact = sized
     state = benchmark.pedantic(state_updates, args=(frames,), rounds=3, iterations=1, warmup_rounds=1)
-    check(state.compute(), exact, TOL)
+    assert_close(state.compute(), exact, TOL)
     record(benchmark, "updates", size)
 
 
@@ -116,7 +112,7 @@ def test_numpy_sum_pass(benchmark, sized):
 def test_sklearn(benchmark, sized):
     size, frames, exact = sized
     _SKLEARN[size] = benchmark.pedantic(sklearn_metrics, args=(frames,), rounds=1, iterations=1)
-    check(_SKLEARN[size], exact, 1e-10)
+    assert_close(_SKLEARN[size], exact, 1e-10)
     record(benchmark, "sklearn", size)
 
 
@@ -126,7 +122,7 @@ def test_exact_function(benchmark, sized):
         pytest.skip("the exact function is compared with scikit-learn at 2e7")
     labels, scores = np.concatenate([lab for lab, _ in frames]), np.concatenate([s for _, s in frames])
     want = _SKLEARN.get(size) or sklearn_metrics(frames)  # the reference, not the fixture's own pixel_metrics
-    check(benchmark.pedantic(pixel_metrics, args=(labels, scores), rounds=1, iterations=1), want, 1e-10)
+    assert_close(benchmark.pedantic(pixel_metrics, args=(labels, scores), rounds=1, iterations=1), want, 1e-10)
     record(benchmark, "exact", "2e7")
 
 
