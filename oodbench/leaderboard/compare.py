@@ -33,6 +33,11 @@ def tolerance(metric: Metric) -> float:
     return RATE_TOLERANCE if metric.rate else COUNT_TOLERANCE
 
 
+def _tolerances(overrides: dict[str, float] | None) -> dict[str, float]:
+    """Each compared metric's tolerance: its kind's default, or the given override."""
+    return {name: tolerance(spec) for name, spec in METRICS.items()} | dict(overrides or {})
+
+
 VERDICTS = {"ok": "✅", "regression": "❌", "new": "🆕", "missing": "missing"}
 
 
@@ -156,7 +161,7 @@ def _judge(metric: str, base: float, now: float, tol: float) -> tuple[str, str]:
 def compare(baseline: dict, records: dict[str, dict], tolerances: dict[str, float] | None = None) -> list[Row]:
     """One row per (entry, metric): baseline entries against the records of the same key, then record keys the
     baseline lacks (new)."""
-    tol = {name: tolerance(spec) for name, spec in METRICS.items()} | dict(tolerances or {})
+    tol = _tolerances(tolerances)
     rows: list[Row] = []
     for key, entry in baseline["entries"].items():
         rec = records.get(key)
@@ -214,7 +219,7 @@ def failed(rows: list[Row], allow_missing: bool = False) -> bool:
 def markdown(rows: list[Row], tolerances: dict[str, float] | None = None, notes: list[str] | None = None,
              allow_missing: bool = False) -> str:
     """The pull-request comment: a status line, the table (rates in percent, deltas in points), notes."""
-    tol = {name: tolerance(spec) for name, spec in METRICS.items()} | dict(tolerances or {})
+    tol = _tolerances(tolerances)
     bad = [r for r in rows if r.verdict == "regression"]
     missing = [r for r in rows if r.verdict == "missing"]
     status = "❌ regression" if failed(rows, allow_missing) else "✅ no regression"
