@@ -7,5 +7,8 @@ from oodbench.methods import Method, MethodOutput
 class Red(Method):
     name = "red"
 
+    def __init__(self, seed: int = 0):  # created through the registry, which passes a seed
+        self.seed = seed
+
     def predict(self, images):
         return MethodOutput(images[..., 0].astype(np.float32) / 255)

@@ -11,26 +11,15 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from oodbench.cli import main
 from oodbench.data import DATASETS
-from oodbench.methods import METHODS, Method, MethodOutput
+from oodbench.methods import METHODS
 
 from layout_files import random_rgb, write_png
+from red_method import Red
 from real_layouts import (FS_STEMS, H, W, label_map, write_fs_laf, write_huggingface, write_laf, write_preprocessed,
                           write_roadanomaly, write_smiyc, write_static)
 
 LAF_STEMS = {"04_Maurener_Weg_8_000000_000030": [2, 33], "02_Hanns_Klemm_Str_44_000001_000100": [17],
              "13_Elly_Beinhorn_Str_000003_000140": []}
-
-
-class RedChannel(Method):
-    """Score = red channel / 255: a method whose maps are known without a model, so evaluate can replay them."""
-
-    name = "red_channel"
-
-    def __init__(self, seed: int = 0):
-        self.seed = seed
-
-    def predict(self, images):
-        return MethodOutput(images[..., 0].astype(np.float32) / 255)
 
 
 def _laf(tmp_path: Path, mapping: str):
@@ -96,9 +85,9 @@ def _sklearn(labels: list[np.ndarray], scores: list[np.ndarray]) -> dict:
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_run_and_evaluate_on_every_real_layout(layout, tmp_path, monkeypatch):
-    monkeypatch.setitem(METHODS._items, RedChannel.name, RedChannel)
+    monkeypatch.setitem(METHODS._items, Red.name, Red)
     dataset, split, root, options = LAYOUTS[layout](tmp_path)
-    ran = _cli("run", tmp_path / "run", dataset, split, root, options, "--method", RedChannel.name)
+    ran = _cli("run", tmp_path / "run", dataset, split, root, options, "--method", Red.name)
 
     ds = DATASETS.create(dataset, root=root, split=split, **options)
     samples = [ds[i] for i in range(len(ds))]
@@ -106,10 +95,10 @@ def test_run_and_evaluate_on_every_real_layout(layout, tmp_path, monkeypatch):
     scores_dir.mkdir()
     scores = []
     for s in samples:
-        scores.append(RedChannel().predict(s.image[None]).scores[0])
+        scores.append(Red().predict(s.image[None]).scores[0])
         np.save(scores_dir / f"{s.id}.npy", scores[-1])
     evaluated = _cli("evaluate", tmp_path / "evaluate", dataset, split, root, options,
-                     "--scores", str(scores_dir), "--name", RedChannel.name)
+                     "--scores", str(scores_dir), "--name", Red.name)
 
     want = _sklearn([s.label for s in samples], scores)
     assert want["num_pos"] > 0 and want["num_neg"] > 0
@@ -122,4 +111,4 @@ def test_run_and_evaluate_on_every_real_layout(layout, tmp_path, monkeypatch):
     assert evaluated["dataset"] == ran["dataset"]
     assert ran["dataset"]["name"] == dataset and ran["dataset"]["split"] == split
     assert ran["dataset"]["num_images"] == options["expected"] and len(ran["dataset"]["fingerprint"]) == 64
-    assert evaluated["method"]["name"] == ran["method"]["name"] == RedChannel.name
+    assert evaluated["method"]["name"] == ran["method"]["name"] == Red.name
