@@ -199,6 +199,18 @@ def test_resume_guards(roots, tmp_path):
         train_entmax(_cfg(roots, lr=1e-2), tmp_path, resume=True, progress=False)
 
 
+def test_resume_takes_its_weights_from_the_state_not_from_init(roots, tmp_path):
+    """--init seeds a new run only: a resumed run restores its own weights, even once the init file is gone."""
+    torch.manual_seed(0)
+    save_checkpoint(create_model("tiny_deeplab", num_classes=19, **TINY).state_dict(), tmp_path / "init.pt")
+    cfg = _cfg(roots, init=str(tmp_path / "init.pt"), max_steps=1, val_every=0)
+    train_entmax(cfg, tmp_path / "run", progress=False)
+    (tmp_path / "init.pt").unlink()
+    summary = train_entmax(_cfg(roots, init=str(tmp_path / "init.pt"), val_every=0), tmp_path / "run", resume=True,
+                           progress=False)
+    assert summary["finished"] and summary["step"] > 1
+
+
 def test_streaming_miou_equals_mean_iou(roots):
     val = DATASETS.create("cityscapes", root=roots[0], split="val", expected=False)
     torch.manual_seed(0)
