@@ -165,3 +165,12 @@ def test_default_panel_path():
     assert default_panel_path("entmax_meta", "synthetic", "02_Synth_Str_2_000000_000010").as_posix() == \
         "leaderboard/panels/entmax_meta__synthetic__02_Synth_Str_2_000000_000010.png"
     assert default_panel_path("m", "d", "city/frame 1", "out").as_posix() == "out/m__d__city_frame_1.png"
+
+
+def test_checkpoint_option_reaches_the_method(scenes, monkeypatch, tmp_path):
+    """`show --checkpoint` creates the method with those weights, as `run --checkpoint` does."""
+    seen = {}
+    monkeypatch.setitem(METHODS._items, "test_red", lambda **kw: seen.update(kw) or Red())
+    show("--method", "test_red", "--dataset", "folder", "--data-root", str(scenes), "--id", "f2",
+         "--checkpoint", str(tmp_path / "w.pt"), "--out", str(tmp_path / "x.png"))
+    assert seen["checkpoint"] == str(tmp_path / "w.pt") and (tmp_path / "x.png").is_file()
