@@ -10,6 +10,7 @@ from scipy.ndimage import binary_dilation, label as components
 
 from oodbench.data import DATASETS
 from oodbench.data import synthetic as syn
+from oodbench.data import synthetic_scenes as scenes
 from oodbench.data.base import read_label
 from oodbench.data.cards import load_card
 from oodbench.errors import DatasetError
@@ -37,7 +38,7 @@ def test_manifest_and_card(bench):
     assert manifest["counts"] == syn.COUNTS == load_card("synthetic")["counts"]
     assert manifest["files_sha256"] == syn.tree_hash(bench)
     card = load_card("synthetic")
-    assert card["version"] == syn.SYNTHETIC_VERSION and card["image_size"] == [syn.H, syn.W]
+    assert card["version"] == syn.SYNTHETIC_VERSION and card["image_size"] == [scenes.H, scenes.W]
     assert {k: v["count"] for k, v in card["splits"].items()} == {"val": 30, "test": 60}
 
 
@@ -48,7 +49,7 @@ def test_registered_datasets(bench):
         ds = DATASETS.create(name, split=split)
         assert len(ds) == n and ds.name == name and ds.split == split
         sample = ds[0]
-        assert sample.image.shape == (syn.H, syn.W, 3) and sample.label.shape == (syn.H, syn.W)
+        assert sample.image.shape == (scenes.H, scenes.W, 3) and sample.label.shape == (scenes.H, scenes.W)
         assert sample.meta["dataset"] == name
     assert DATASETS.create("synthetic", root=bench, split="val").ids[0] == "01_Synth_Str_1_000000_000010"
     assert DATASETS.create("synthetic_cityscapes", split="val").ids[0] == "synthheim_000000_000019"
@@ -82,7 +83,7 @@ def test_anomalies_on_road(bench):
         sizes += [int(max(np.ptp(np.nonzero(lab == k)[0]), np.ptp(np.nonzero(lab == k)[1]))) + 1 for k in range(1, n + 1)]
     assert empty == 90 // syn.NO_ANOMALY_EVERY
     assert min(sizes) <= 10 and max(sizes) >= 20
-    assert any((ids == syn.NON_HAZARD_ID).any() for ids in native)
+    assert any((ids == scenes.NON_HAZARD_ID).any() for ids in native)
     smiyc, meta = (DATASETS.create("synthetic", split="test", mapping=m) for m in ("smiyc", "metaood"))
     ood_s = sum(int((s.label == 1).sum()) for s in smiyc)
     ood_m = sum(int((s.label == 1).sum()) for s in meta)
@@ -92,11 +93,11 @@ def test_anomalies_on_road(bench):
 def test_anomaly_kinds_absent_elsewhere(bench):
     kinds = json.loads((bench / "manifest.json").read_text())["kinds"]
     anomalies = set(kinds["lostandfound"])
-    assert anomalies == set(syn.ANOMALY_SHAPES) | set(syn.ANOMALY_TEXTURES)
+    assert anomalies == set(scenes.ANOMALY_SHAPES) | set(scenes.ANOMALY_TEXTURES)
     assert not anomalies & (set(kinds["cityscapes"]) | set(kinds["coco"]))
-    assert set(kinds["coco"]) == set(syn.PROXY_SHAPES) | set(syn.PROXY_TEXTURES)
+    assert set(kinds["coco"]) == set(scenes.PROXY_SHAPES) | set(scenes.PROXY_TEXTURES)
     assert not set(kinds["coco"]) & set(kinds["cityscapes"])
-    assert not set(syn.ANOMALY_COLOURS) & set(syn.PROXY_COLOURS)
+    assert not set(scenes.ANOMALY_COLOURS) & set(scenes.PROXY_COLOURS)
 
 
 def test_ensure_reuses_repairs_and_survives_races(tmp_path, monkeypatch, bench):
