@@ -9,7 +9,8 @@ import scipy.ndimage as ndi
 from sklearn.metrics import roc_curve
 
 from oodbench.errors import ScoreError
-from oodbench.metrics.key_hist import KeyHistogram, monotone_keys
+from oodbench.metrics.key_hist import KeyHistogram
+from oodbench.metrics.score_keys import monotone_keys
 from oodbench.metrics.pixel import PixelMetricState, pixel_metrics
 
 from pixel_reference import KEYS, assert_close, same_state, sklearn_metrics

@@ -24,7 +24,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
 from .components import TAUS, FrameComponents
-from .key_hist import float16_histogram
+from .score_keys import float16_histogram
 from .pixel import scores_by_class
 
 __all__ = ["BootstrapCollector", "METHOD"]

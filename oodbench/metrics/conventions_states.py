@@ -10,7 +10,7 @@ import numpy as np
 from ..data.base import IGNORE_LABEL
 from ..errors import ScoreError
 from .conventions import CONVENTIONS, NAN, ConventionState, as_float16, roc_points, trapezoid, trapezoid_ap
-from .key_hist import float16_histogram
+from .score_keys import float16_histogram
 from .pixel import finite_scores_by_class, summarize
 
 __all__ = ["Float16State", "Hist100State", "PerImageState", "Smiyc768State"]
