@@ -222,7 +222,8 @@ def add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--batch-size", type=int, default=4)
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. mapping=metaood")
     r.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
-                   help="meta classifier cross-validation: grouped by image (default) or the paper's leave-one-out")
+                   help="meta classifier cross-validation: grouped by image with per-fold scaling (default) or the "
+                        "paper's leave-one-out over segments with z-scoring over all of them")
     r.add_argument("--deep", action="store_true", help="fingerprint the dataset by file contents (slower)")
     r.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="local weights for a model-based method on real data, instead of its card's download")

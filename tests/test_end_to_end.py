@@ -135,6 +135,7 @@ def test_leave_one_out_protocol_and_calibrated_threshold(records):
     seg = loo["metrics"]["segments"]
     grouped = records[0]["entmax_meta"]["metrics"]["segments"]
     assert seg["protocol"] == "loo" and seg["num_segments"] == grouped["num_segments"]
+    assert seg["scaling"] == "all" and grouped["scaling"] == "fold"  # the paper's protocol, its z-scoring too
     assert seg["fp_before"] == grouped["fp_before"] and seg["fp_after"] < seg["fp_before"]
 
     energy, _ = run("energy_meta", progress=False)

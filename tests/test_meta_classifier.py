@@ -127,9 +127,9 @@ def test_fewer_groups_than_splits_and_single_class_folds():
     assert np.isnan(cross_val_proba(x, y, np.zeros(40), n_splits=4)).all()  # one image
 
 
-def test_loo_matches_manual_loop():
+def test_loo_with_fold_scaling_matches_manual_loop():
     x, y, groups = synthetic(n_groups=4, per=10, sep=1.0)
-    got = cross_val_proba(x, y, groups, protocol="loo")
+    got = cross_val_proba(x, y, groups, protocol="loo", scaling="fold")
     want = np.zeros(len(y))
     for train, test in LeaveOneOut().split(x):
         model = make_meta_classifier(0).fit(x[train], y[train])
@@ -138,8 +138,9 @@ def test_loo_matches_manual_loop():
 
 
 def test_paper_scaling_matches_manual_loop():
+    """Leave-one-out is the paper's protocol as a whole: z-scored over all segments unless told otherwise."""
     from sklearn.linear_model import LogisticRegression
-    x, y, _ = synthetic(n_groups=3, per=8, sep=1.0)
+    x, y, groups = synthetic(n_groups=3, per=8, sep=1.0)
     got = cross_val_proba(x, y, None, protocol="loo", scaling="all")
     z = (x - x.mean(0)) / (x.std(0) + 1e-10)
     want = np.zeros(len(y))
@@ -147,6 +148,10 @@ def test_paper_scaling_matches_manual_loop():
         lr = LogisticRegression(solver="liblinear", random_state=0).fit(z[train], y[train])
         want[test] = lr.predict_proba(z[test])[:, 1]
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(cross_val_proba(x, y, None, protocol="loo"), got)
+    assert not np.array_equal(cross_val_proba(x, y, None, protocol="loo", scaling="fold"), got)
+    assert np.array_equal(cross_val_proba(x, y, groups, n_splits=3),
+                          cross_val_proba(x, y, groups, n_splits=3, scaling="fold"))
 
 
 def test_pipeline_and_no_warnings():

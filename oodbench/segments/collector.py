@@ -20,7 +20,7 @@ from ..data.base import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from .components import label_components
 from .features import feature_names, segment_features
-from .meta_classifier import cross_val_proba
+from .meta_classifier import cross_val_proba, protocol_scaling
 
 __all__ = ["ImageSegments", "SegmentCollector", "count_errors", "image_segments", "removed_mask"]
 
@@ -115,7 +115,7 @@ class SegmentCollector:
         return x, y, groups, gt_off, pairs_all
 
     def compute(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
-                remove_threshold: float = 0.5, *, scaling: str = "fold", n_jobs: int = 1) -> dict:
+                remove_threshold: float = 0.5, *, scaling: str | None = None, n_jobs: int = 1) -> dict:
         """Counts and meta-classifier quality over all images.
 
         Segments with out-of-fold P(FP) > ``remove_threshold`` are deleted (NaN, i.e. untestable,
@@ -131,11 +131,11 @@ class SegmentCollector:
         result.update(count_errors(y, removed, num_gt, pairs))
         result.update(_meta_scores(y, proba, remove_threshold))
         result.update({"protocol": protocol, "n_splits": int(n_splits) if protocol == "grouped" else None,
-                       "seed": int(seed), "scaling": scaling, "remove_threshold": float(remove_threshold)})
+                       "seed": int(seed), "scaling": protocol_scaling(protocol, scaling), "remove_threshold": float(remove_threshold)})
         return result
 
     def image_predictions(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
-                          remove_threshold: float = 0.5, *, scaling: str = "fold",
+                          remove_threshold: float = 0.5, *, scaling: str | None = None,
                           n_jobs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per image id: (out-of-fold P(FP), removed mask) of its segments, row k = segment k + 1 of
         its segment map; the very cross-validation ``compute`` runs with the same arguments."""

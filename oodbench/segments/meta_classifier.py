@@ -5,7 +5,8 @@ meta-ood (``meta_classification.py``) z-scores the features over all segments of
 segments with ``LogisticRegression(solver="liblinear")``. Our default is the honest variant: the
 scaler is part of the Pipeline, so it is fitted on each training fold only (``scaling="fold"``),
 and folds are grouped by image so no image is in both the training and the test part.
-``scaling="all"`` reproduces the paper's global z-scoring.
+``scaling="all"`` reproduces the paper's global z-scoring, and is what the leave-one-out protocol uses unless told
+otherwise, so that ``protocol="loo"`` is the paper's protocol as a whole.
 """
 from __future__ import annotations
 
@@ -87,16 +88,21 @@ def _fit_predict(x_train, y_train, x_test, seed: int, scaling: str) -> np.ndarra
     return model.predict_proba(x_test)[:, column]
 
 
+def protocol_scaling(protocol: str, scaling: str | None = None) -> str:
+    """``scaling``, or by default the protocol's own: "all" for the paper's leave-one-out, "fold" for grouped folds."""
+    return scaling if scaling is not None else ("all" if protocol == "loo" else "fold")
+
+
 def cross_val_proba(features: np.ndarray, targets: np.ndarray, groups: np.ndarray | None = None, *,
                     protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
-                    scaling: str = "fold", n_jobs: int = 1) -> np.ndarray:
+                    scaling: str | None = None, n_jobs: int = 1) -> np.ndarray:
     """Out-of-fold P(false positive) per segment, float64 (n,).
 
     ``targets``: 1 = false positive, 0 = true positive; ``groups``: image of each segment.
     A fold whose training part holds one class predicts that class (1.0 or 0.0). Segments no
     fold can test (grouped protocol with < 2 images, or a single segment) get NaN.
-    ``scaling``: "fold" (z-score on the training fold, default) or "all" (paper: over all
-    segments, (x - mean) / (std + 1e-10)). ``n_jobs`` > 1 fits folds in threads (liblinear
+    ``scaling``: "fold" (z-score on the training fold) or "all" (paper: over all segments,
+    (x - mean) / (std + 1e-10)); by default "all" under leave-one-out, "fold" under grouped folds. ``n_jobs`` > 1 fits folds in threads (liblinear
     releases the GIL); results do not depend on it.
     """
     x = np.asarray(features, dtype=np.float64)
@@ -105,6 +111,7 @@ def cross_val_proba(features: np.ndarray, targets: np.ndarray, groups: np.ndarra
         raise ValueError(f"features must be (n, F) with n = len(targets); got {x.shape}, {y.size}")
     if not set(np.unique(y).tolist()) <= {0, 1}:
         raise ValueError("targets must be 0 (true positive) or 1 (false positive)")
+    scaling = protocol_scaling(protocol, scaling)
     if scaling not in ("fold", "all"):
         raise ValueError(f"scaling must be 'fold' or 'all', got {scaling!r}")
     if groups is None:
