@@ -74,15 +74,19 @@ def test_laf_subset_rules():
     no_known = LostAndFoundDataset._subset(files, "testNoKnown", Path("x"))
     assert len(no_known) == 1000 - sum(i < 1000 for i in EMPTY_TEST_INDICES)
     assert not any(f[2].startswith("15_") for f in no_known)
+    # the official rule also drops three bicycle frames by id prefix (of train-split scenes: a no-op on real test data)
+    bikes = [(None, None, "01_Hanns_Klemm_Str_45_000006_000010"), (None, None, "10_Schlossberg_9_000004_000030"),
+             (None, None, "10_Schlossberg_9_000005_000030")]
+    kept = LostAndFoundDataset._subset(files[:-3] + bikes, "testNoKnown", Path("x"))
+    assert [f[2] for f in kept if f[2].startswith(("01_", "10_"))] == ["10_Schlossberg_9_000005_000030"]
 
 
 def _full_laf_test_stems() -> tuple[dict[str, list[int]], set[str]]:
-    """1203 frame stems in the real naming; the 143 of them with known classes (children, bicycles) sit where no
-    empty-label index (17..793 of the sorted list) falls, so the subsets have their published sizes 1186 and 1043."""
-    groups = [("01_Hanns_Klemm_Str_45", 6, 10, True), ("01_Hanns_Klemm_Str_45", 7, 5, True),
-              ("02_Hanns_Klemm_Str_44", 0, 800, False), ("04_Maurener_Weg_8", 1, 200, False),
-              ("10_Schlossberg_9", 4, 8, True), ("10_Schlossberg_9", 5, 20, False),
-              ("13_Elly_Beinhorn_Str", 2, 40, False), ("15_Rechbergstr_Deckenpfronn", 3, 120, True)]
+    """1203 frame stems of the five real test scenes; the 143 with known classes (children) are scene 15's, which
+    sorts after every empty-label index (17..793), so the subsets have their published sizes 1186 and 1043."""
+    groups = [("02_Hanns_Klemm_Str_44", 0, 400, False), ("04_Maurener_Weg_8", 1, 300, False),
+              ("05_Schafgasse_1", 2, 200, False), ("07_Festplatz_Flugfeld", 3, 160, False),
+              ("15_Rechbergstr_Deckenpfronn", 4, 143, True)]
     stems, known = {}, set()
     for scene, seq, n, is_known in groups:
         for frame in range(n):
@@ -104,11 +108,34 @@ def test_laf_subsets_on_a_complete_test_copy(tmp_path):
     assert (len(test), len(valid), len(no_known)) == (1203, 1186, 1043)
     assert test.ids == on_disk
     assert set(test.ids) - set(valid.ids) == {on_disk[i] for i in EMPTY_TEST_INDICES}
-    assert on_disk[17] == "02_Hanns_Klemm_Str_44_000000_000060" and on_disk[17] not in valid.ids
+    assert on_disk[17] == "02_Hanns_Klemm_Str_44_000000_000510" and on_disk[17] not in valid.ids
     assert set(valid.ids) - set(no_known.ids) == known
     assert no_known.ids == [i for i in valid.ids if i not in known]  # order kept
     assert valid.fingerprint() != test.fingerprint() != no_known.fingerprint()
     assert no_known[0].id == "02_Hanns_Klemm_Str_44_000000_000000"
+
+
+def test_laf_converted_copies_load(laf, tmp_path):
+    """Copies converted to webp or jpg (as the SegmentMeIfYouCan loader accepts) load like the PNG release; where a
+    frame exists in several formats, the PNG wins."""
+    png = {p.name: p for p in (laf / "leftImg8bit/test").rglob("*.png")}
+    want = {s.id: (s.image, s.label) for s in LostAndFoundDataset(laf, "test", expected=2)}
+    for i, (name, path) in enumerate(sorted(png.items())):
+        image = np.asarray(Image.open(path))
+        if i == 0:
+            Image.fromarray(image).save(path.with_suffix(".webp"), lossless=True)
+            path.unlink()
+        else:
+            Image.fromarray(image).save(path.with_suffix(".jpg"), quality=95)
+    ds = LostAndFoundDataset(laf, "test", expected=2)
+    assert ds.ids == sorted(want) and sorted(f[0].suffix for f in ds.files) == [".png", ".webp"]
+    for s in ds:
+        np.testing.assert_array_equal(s.image, want[s.id][0])  # lossless webp, and the png over its jpg twin
+        np.testing.assert_array_equal(s.label, want[s.id][1])
+    png[min(png)].with_suffix(".webp").rename(tmp_path / "away.webp")
+    with pytest.raises(DatasetError, match=r"1 label files have no image \(_leftImg8bit.png or _leftImg8bit.webp or "
+                                           r"_leftImg8bit.jpg\)"):
+        LostAndFoundDataset(laf, "test", expected=2)
 
 
 def test_laf_wrong_label_value(laf):

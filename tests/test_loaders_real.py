@@ -152,6 +152,11 @@ def test_fs_laf_release(fs_laf):
         FishyscapesLafDataset(root, laf_root=laf)
     with pytest.raises(DatasetError, match=r"unknown fishyscapes_laf split 'test'; valid splits: val"):
         FishyscapesLafDataset(root, "test")
+    frame = laf / "leftImg8bit/test/04_Maurener_Weg_8/04_Maurener_Weg_8_000000_000030_leftImg8bit.png"
+    want = ds[0].image
+    Image.open(frame).save(frame.with_suffix(".webp"), lossless=True)  # a converted LostAndFound copy
+    frame.unlink()
+    np.testing.assert_array_equal(FishyscapesLafDataset(root, laf_root=laf, expected=2)[0].image, want)
 
 
 def test_fs_laf_broken(fs_laf, tmp_path):

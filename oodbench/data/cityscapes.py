@@ -56,17 +56,15 @@ def _listing(paths: list[Path], base: Path) -> str:
     return shown + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
-def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffix: str,
+def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffixes: str | tuple[str, ...],
                label_suffixes: tuple[str, ...]) -> list[tuple[Path, Path, str]]:
-    """Pair ``<dir>/<sub>/<stem><image_suffix>`` with ``<label_dir>/<sub>/<stem><label suffix>`` (the first
+    """Pair ``<dir>/<sub>/<stem><image suffix>`` with ``<label_dir>/<sub>/<stem><label suffix>`` (for each, the first
     suffix found wins), sorted by stem. Images without labels and labels without images are errors."""
     for d, what in ((image_dir, "images"), (label_dir, "labels")):
         if not d.is_dir():
             raise DatasetError(f"{d}: no such folder; the copy at {root} lacks the {what} of this split")
-    images = {p.name[: -len(image_suffix)]: p for p in image_dir.glob(f"*/*{image_suffix}")}
-    labels: dict[str, Path] = {}
-    for suffix in reversed(label_suffixes):
-        labels.update({p.name[: -len(suffix)]: p for p in label_dir.glob(f"*/*{suffix}")})
+    image_suffixes = (image_suffixes,) if isinstance(image_suffixes, str) else image_suffixes
+    images, labels = _by_stem(image_dir, image_suffixes), _by_stem(label_dir, label_suffixes)
     unlabelled = sorted(p for s, p in images.items() if s not in labels)
     if unlabelled:
         raise DatasetError(
@@ -76,10 +74,18 @@ def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffix: str,
     orphans = sorted(p for s, p in labels.items() if s not in images)
     if orphans:
         raise DatasetError(
-            f"{image_dir}: {len(orphans)} label files have no image ({image_suffix}): "
+            f"{image_dir}: {len(orphans)} label files have no image ({' or '.join(image_suffixes)}): "
             f"{_listing(orphans, root)}; re-extract the images or remove the stray labels"
         )
     return [(images[s], labels[s], s) for s in sorted(images)]
+
+
+def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    """``<folder>/<sub>/<stem><suffix>`` files by stem; where a stem has several suffixes, the first listed wins."""
+    found: dict[str, Path] = {}
+    for suffix in reversed(suffixes):
+        found.update({p.name[: -len(suffix)]: p for p in folder.glob(f"*/*{suffix}")})
+    return found
 
 
 @register_dataset("cityscapes")

@@ -2,7 +2,7 @@
 
 Release layouts, as read by the official ``bdl-benchmark`` (``bdlb/fishyscapes/fishyscapes_tfds.py``):
 label files ``<NNNN>_<base id>_labels.png`` (regex ``([0-9]+)_(.+)_labels.png``), values 0 in, 1 OoD, 255 void.
-- L&F: the base id is a LostAndFound stem; the RGB frame is ``leftImg8bit/{train,test}/<scene>/<stem>_leftImg8bit.png``
+- L&F: the base id is a LostAndFound stem; the RGB frame is ``leftImg8bit/{train,test}/<scene>/<stem>_leftImg8bit.png`` (or .webp/.jpg)
   of a LostAndFound copy (option ``laf_root``).
 - Static: the base id is a Cityscapes stem; ``<NNNN>_*rgb.npz`` holds an additive overlay, and the image is
   ``clip(cityscapes leftImg8bit + npz["rgb"], 0, 255)`` (option ``cityscapes_root``). Versions v1, v2, v3 are
@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import DatasetError
 from .base import Dataset, Sample, check_count, check_values, read_label, read_rgb, register_dataset
 from .cityscapes import check_split, default_root, require_root, resolve_expected
+from .lostandfound import IMAGE_SUFFIXES as LAF_IMAGE_SUFFIXES
 
 FISHYSCAPES_URL = "https://fishyscapes.com"
 FS_LAF_COUNTS = {"val": 100}
@@ -156,11 +157,11 @@ class FishyscapesLafDataset(FishyscapesBase):
             image = None
             if self.external_root is not None:
                 scene = stem.rsplit("_", 2)[0]
-                candidates = [self.external_root / "leftImg8bit" / s / scene / f"{stem}_leftImg8bit.png"
-                              for s in ("train", "test")]
+                candidates = [self.external_root / "leftImg8bit" / s / scene / f"{stem}{suffix}"
+                              for s in ("train", "test") for suffix in LAF_IMAGE_SUFFIXES]
                 image = next((c for c in candidates if c.is_file()), None)
                 if image is None:
-                    missing.append(f"{stem}_leftImg8bit.png (for {label.name})")
+                    missing.append(f"{stem}_leftImg8bit.png/.webp/.jpg (for {label.name})")
             files.append((image, label, f"{fs_id}_{stem}"))
         if missing:
             raise DatasetError(f"{self.external_root}: {len(missing)} LostAndFound frames are missing from "

@@ -14,6 +14,8 @@ LAF_URL = "https://www.6d-vision.com"
 LAF_COUNTS = {"train": 1036, "test": 1203, "testValid": 1186, "testNoKnown": 1043}
 LAF_LABEL_IDS = np.arange(44)
 NON_HAZARD_IDS = (31, 33, 34, 36, 37, 38, 39)
+# The release's PNG frames, or converted copies (the SegmentMeIfYouCan loader also reads webp and jpg).
+IMAGE_SUFFIXES = tuple(f"_leftImg8bit.{ext}" for ext in ("png", "webp", "jpg"))
 
 # SegmentMeIfYouCan subsets of the test split: indices into the sorted full list of 1203 frames whose
 # labels are empty, and the id prefixes of frames with known classes (children, bicycles).
@@ -57,7 +59,7 @@ class LostAndFoundDataset(Dataset):
         disk_split = "train" if split == "train" else "test"
         image_dir = self.root / "leftImg8bit" / disk_split
         files = scan_pairs(self.root, image_dir, self.root / "gtCoarse" / disk_split,
-                           "_leftImg8bit.png", ("_gtCoarse_labelIds.png",))
+                           IMAGE_SUFFIXES, ("_gtCoarse_labelIds.png",))
         if split in ("testValid", "testNoKnown"):
             files = self._subset(files, split, image_dir)
         self.files = files
