@@ -51,7 +51,7 @@ def test_laf_mappings(laf):
 
 def test_laf_registered_and_default_count(laf):
     ds = DATASETS.create("lostandfound", root=laf, split="test", expected=False)
-    assert len(ds) == 2 and ds.name == "lostandfound"
+    assert len(ds) == 2 and ds.name == "lostandfound" and ds.component_track == "obstacle"
     with pytest.raises(DatasetError, match=r"found 2 test frames, expected 1203"):
         LostAndFoundDataset(laf, "test")
     with pytest.raises(DatasetError, match="unknown lostandfound split 'val'.*train, test, testValid, testNoKnown"):

@@ -141,6 +141,7 @@ def test_fs_laf_release(fs_laf):
     root, laf = fs_laf
     ds = DATASETS.create("fishyscapes_laf", root=root, split="val", laf_root=laf, expected=2)
     assert ds.name == "fishyscapes_laf" and ds.ids == sorted(FS_STEMS) and ds.describe()["layout"] == "release"
+    assert ds.component_track == "anomaly"  # SegmentMeIfYouCan's size filters for FishyLAFAnomaly-val: 500/100 px
     s = ds[1]
     assert s.image.shape == (H, W, 3) and set(np.unique(s.label)) == {0, 1, 255}
     assert s.label[5, 12] == 1 and s.label[11, 12] == 255

@@ -138,7 +138,7 @@ class FishyscapesLafDataset(FishyscapesBase):
     frames are read from (release layout only)."""
 
     name = "fishyscapes_laf"
-    component_track = "obstacle"  # small objects on the road, as LostAndFound
+    component_track = "anomaly"  # SegmentMeIfYouCan tables FishyLAFAnomaly-val under SegEval-AnomalyTrack
     COUNTS = FS_LAF_COUNTS
     NEEDS = ("the release labels <NNNN>_<LostAndFound stem>_labels.png (RGB from laf_root=<LostAndFound folder>) "
              "or original/*.png + labels/*.png")
