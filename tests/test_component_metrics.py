@@ -134,6 +134,11 @@ def test_threshold_is_strictly_greater():
     score = label.astype(np.float32) * 0.5
     assert run_state([(label, score)], 0.5)["num_pred_components"] == 0
     assert run_state([(label, score)], 0.49)["num_pred_components"] == 1
+    # float16 maps compare at full precision: a threshold just below 0.3 is not rounded up to float16's 0.3
+    half = (label * np.float16(0.3)).astype(np.float16)
+    just_below = float(np.nextafter(float(np.float16(0.3)), -np.inf))
+    assert run_state([(label, half)], just_below)["num_pred_components"] == 1
+    assert run_state([(label, half)], float(np.float16(0.3)))["num_pred_components"] == 0
 
 
 @pytest.mark.parametrize("seed", range(12))

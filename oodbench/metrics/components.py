@@ -19,7 +19,7 @@ from ..segments.components import label_components
 from .component_kernels import roi_counts
 from .size_bins import DEFAULT_SIZE_EDGES, SizeBinState
 
-TAUS = np.linspace(0.25, 0.75, 11)  # the official grid; its 7th value is 0.6000000000000001
+TAUS = np.linspace(0.25, 0.75, 11)  # the official grid; its value at index 7 (the 8th) is 0.6000000000000001
 TRACKS = {"anomaly": (500, 100), "obstacle": (50, 10)}  # (min_pred, min_gt)
 
 
@@ -30,7 +30,7 @@ def instances(label: np.ndarray, score: np.ndarray, threshold: float, min_pred: 
         raise ScoreError(f"score map shape {score.shape} does not match label map {label.shape}")
     label = np.ascontiguousarray(label)
     gt, n_gt = label_components(label == OOD_LABEL)
-    pred, n_pred = label_components((score > threshold) & (label != IGNORE_LABEL))
+    pred, n_pred = label_components((score > np.float64(threshold)) & (label != IGNORE_LABEL))  # not rounded to float16
     return roi_counts(label.ravel(), gt.ravel(), pred.ravel(), n_gt, n_pred, min_gt, min_pred, IGNORE_LABEL)
 
 
