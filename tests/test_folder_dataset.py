@@ -68,6 +68,8 @@ def test_no_labels_and_no_folder(tmp_path):
         DATASETS.create("folder", root=tmp_path)
     with pytest.raises(DatasetError, match="no such folder"):
         DATASETS.create("folder", root=tmp_path / "nope")
+    with pytest.raises(DatasetError, match=r"None: no such folder.*passed as --data-root"):  # no --data-root given
+        DATASETS.create("folder")
 
 
 def test_expected_count(tmp_path):

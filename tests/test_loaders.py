@@ -231,6 +231,9 @@ def test_coco_proxy(tmp_path):
     for i, img_id in enumerate(["000000000009", "000000000025", "000000000030"]):
         (root / "train2017").mkdir(parents=True, exist_ok=True)
         Image.fromarray(_rgb(i)).save(root / "train2017" / f"{img_id}.jpg", quality=95)
+    (root / "annotations/ood_seg_train2017").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"ood_seg_train2017: no proxy masks.*prepare_coco_segmentation.py"):
+        CocoProxyDataset(root)  # the preparation step has not run: not a training set of no images
     _png(root / "annotations/ood_seg_train2017/000000000009.png", mask)
     _png(root / "annotations/ood_seg_train2017/000000000030.png", mask)
     ds = DATASETS.create("coco_proxy", root=root, expected=2)

@@ -39,6 +39,9 @@ class CocoProxyDataset(Dataset):
                 hint = " (run meta-ood's preparation step that writes the masks)" if d == mask_dir else ""
                 raise DatasetError(f"{d}: no such folder; the copy at {self.root} lacks it{hint}")
         masks = sorted(mask_dir.glob("*.png"))
+        if not masks:
+            raise DatasetError(f"{mask_dir}: no proxy masks (<id>.png); run meta-ood's preparation step that writes "
+                               f"them (preparation/prepare_coco_segmentation.py), or point root at a prepared copy")
         orphans = [m for m in masks if not (image_dir / f"{m.stem}.jpg").is_file()]
         if orphans:
             shown = ", ".join(m.name for m in orphans[:3]) + (f" and {len(orphans) - 3} more" if len(orphans) > 3 else "")

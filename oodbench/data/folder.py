@@ -19,11 +19,11 @@ CANONICAL_VALUES = np.array([0, 1, 255])
 class FolderDataset(Dataset):
     name = "folder"
 
-    def __init__(self, root: str | Path, split: str = "test", expected: int | None = None):
-        super().__init__(root, split)
-        if root is None or not self.root.is_dir():
+    def __init__(self, root: str | Path | None, split: str = "test", expected: int | None = None):
+        if root is None or not Path(root).expanduser().is_dir():
             raise DatasetError(f"{root}: no such folder; the folder dataset needs label maps <id>.png "
                                f"(0/1/255) in <root>/labels/ or <root>/, passed as --data-root or --labels")
+        super().__init__(Path(root).expanduser(), split)
         label_dir = self.root / "labels" if (self.root / "labels").is_dir() else self.root
         labels = sorted(label_dir.glob("*.png"))
         if not labels:
