@@ -67,7 +67,7 @@ def write_roadanomaly(top: Path, names=RA_NAMES) -> Path:
 
 # -- SegmentMeIfYouCan: dataset_<Track>/images/<id>.<ext> + labels_masks/<id>_labels_semantic.png ---------
 ANOMALY_VAL = ["validation0000", "validation0001"]
-ANOMALY_TEST = ["test0000", "test0001", "test0002"]
+ANOMALY_TEST = ["airplane0000", "boat_trailer0000", "zebra0001"]  # test ids are category names
 OBSTACLE_VAL = ["validation_1", "validation_2"]
 OBSTACLE_EXCLUDED = ["validation_19", "validation_25"]
 OBSTACLE_TEST = ["curvy-street_000001", "gravel_0003", "darkasphalt2_dog_0000"]

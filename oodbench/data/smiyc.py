@@ -10,7 +10,7 @@ Split rules (official code): the obstacle track's scene is ``fid.split('_')[0]``
 curvy-street, one-way-street, gravel, greyasphalt, motorway, paving, darkasphalt, darkasphalt2 (327 frames;
 night ``driveway`` and ``snowstorm1/2`` extras excluded); ``validation`` is scene ``validation`` minus the
 prefixes validation_19 and validation_21..29 (30 frames). The anomaly track: ``validation`` = ids starting
-with ``validation`` (10), ``test`` = every other frame (100; test ids not listed in the official code).
+with ``validation`` (10), ``test`` = every other frame (100, named by category: airplane0000 .. zebra0001).
 """
 from __future__ import annotations
 
