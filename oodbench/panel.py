@@ -89,7 +89,7 @@ def _meta_pass(m: Method, ds: Dataset, chosen: str, threshold: float, batch_size
     stage = m.segment_stage
     preds = collector.image_predictions(protocol=protocol, n_splits=stage.n_splits, seed=seed)
     item = kept["item"]
-    seg_map = segment_map(item.score, item.sample.label, threshold)
+    seg_map = segment_map(item.score, item.sample.labels_for_segments, threshold)
     proba, removed = preds[chosen]
     if int(seg_map.max(initial=0)) != proba.size:
         raise RuntimeError(f"{chosen}: {seg_map.max()} segments on the map but {proba.size} predictions")

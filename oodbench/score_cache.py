@@ -18,7 +18,8 @@ from .paths import home
 from .segments.collector import ImageSegments
 
 STORAGE = "float16"  # what SegmentMeIfYouCan stores; records that use cached scores say so
-FORMAT = 2  # one <id>.npz per frame holding the map and the meta stage's segments (1: segments apart)
+FORMAT = 3  # one <id>.npz per frame: the map and the meta stage's segments (1: segments apart; 2: segments of
+# LostAndFound under mapping=metaood without its random non-hazards)
 
 
 def cache_key(method_config: dict[str, Any], checkpoint_sha256: str | None, dataset: str, split: str,

@@ -27,6 +27,14 @@ class Sample:
     image: np.ndarray | None  # uint8 HxWx3 RGB; None where a dataset ships labels only
     label: np.ndarray | None  # uint8 HxW
     meta: dict[str, Any] = field(default_factory=dict)
+    # The meta stage's labels where they differ from ``label`` (meta-ood keeps LostAndFound's random non-hazards
+    # out of the pixel metrics but in its segments, as not OoD); None: ``label``.
+    segment_label: np.ndarray | None = None
+
+    @property
+    def labels_for_segments(self) -> np.ndarray | None:
+        """The labels the meta stage forms segments and their targets on."""
+        return self.label if self.segment_label is None else self.segment_label
 
 
 class Dataset(Sequence[Sample]):
@@ -47,6 +55,10 @@ class Dataset(Sequence[Sample]):
     def _encode_label(self, native: np.ndarray, path: Path) -> np.ndarray:
         raise NotImplementedError
 
+    def _segment_label(self, native: np.ndarray, label: np.ndarray) -> np.ndarray | None:
+        """The meta stage's labels where they must differ from the pixel metrics' ``label`` (None: they do not)."""
+        return None
+
     # -- public API -----------------------------------------------------------------------------
     @property
     def ids(self) -> list[str]:
@@ -58,7 +70,7 @@ class Dataset(Sequence[Sample]):
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         image_path, label_path, sample_id = self.files[index]
         image = read_rgb(image_path) if image_path is not None else None
-        label = None
+        label = segment_label = None
         if label_path is not None:
             native = read_label(label_path)
             if image is not None and native.shape != image.shape[:2]:
@@ -67,7 +79,9 @@ class Dataset(Sequence[Sample]):
                     f"{image_path.name} size {image.shape[1]}x{image.shape[0]}; the copy is corrupt, re-extract it"
                 )
             label = self._encode_label(native, label_path)
-        return Sample(sample_id, image, label, {"dataset": self.name, "split": self.split, "label_kind": self.label_kind})
+            segment_label = self._segment_label(native, label)
+        return Sample(sample_id, image, label, {"dataset": self.name, "split": self.split, "label_kind": self.label_kind},
+                      segment_label)
 
     def fingerprint(self, deep: bool = False) -> str:
         """sha256 over relative file names and sizes (``deep``: and each file's sha256), so different copies never mix."""

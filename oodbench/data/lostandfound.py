@@ -34,6 +34,10 @@ def _mapping_lut(mapping: str) -> np.ndarray:
 
 
 MAPPINGS = {"smiyc": _mapping_lut("smiyc"), "metaood": _mapping_lut("metaood")}
+# meta-ood's train id of the random non-hazards is 0: neither in-distribution nor OoD for its pixel metrics, but
+# kept in its segments, where a segment on one is a false positive (``metaseg/metrics.pyx`` clears only 255).
+SEGMENT_LUTS = {"metaood": np.where(np.isin(np.arange(256), NON_HAZARD_IDS), ID_LABEL,
+                                     MAPPINGS["metaood"]).astype(np.uint8)}
 
 
 @register_dataset("lostandfound")
@@ -83,6 +87,10 @@ class LostAndFoundDataset(Dataset):
     def _encode_label(self, native: np.ndarray, path: Path) -> np.ndarray:
         check_values(native, LAF_LABEL_IDS, path, "LostAndFound labelIds")
         return self._lut[native]
+
+    def _segment_label(self, native: np.ndarray, label: np.ndarray) -> np.ndarray | None:
+        lut = SEGMENT_LUTS.get(self.mapping)
+        return None if lut is None else lut[native]
 
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         sample = super().__getitem__(index)
