@@ -54,6 +54,7 @@ class PanelData:
     label: np.ndarray
     score: np.ndarray
     segments: PanelSegments | None = None
+    segment_label: np.ndarray | None = None  # the meta stage's labels where they differ from ``label``
 
 
 def find_index(ds: Dataset, image_id: str) -> int:
@@ -127,4 +128,4 @@ def panel_data(method: str | Method, dataset: str = "synthetic", image_id: str =
     protocol = meta_protocol or m.segment_stage.protocol
     item, segs = _meta_pass(m, ds, ds.ids[index], threshold, batch_size, progress, protocol, seed, prep.cache(ds))
     s = item.sample
-    return PanelData(m.name, ds.name, ds.split, s.id, s.image, s.label, item.score, segs)
+    return PanelData(m.name, ds.name, ds.split, s.id, s.image, s.label, item.score, segs, s.segment_label)

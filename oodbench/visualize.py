@@ -22,8 +22,8 @@ __all__ = ["COLOURS", "FIG_WIDTH", "default_panel_path", "figure_size", "panel_n
            "segment_overlay"]
 
 FIG_WIDTH = 10.0  # inches; two panels per row
-COLOURS = {"ood": (255, 120, 0), "ignore": (40, 40, 90), "kept": (255, 220, 0), "removed": (60, 140, 255),
-           "tp": (0, 210, 60), "fp": (235, 20, 20)}
+COLOURS = {"ood": (255, 120, 0), "ignore": (40, 40, 90), "segments_only": (150, 60, 200), "kept": (255, 220, 0),
+           "removed": (60, 140, 255), "tp": (0, 210, 60), "fp": (235, 20, 20)}
 PANEL_DIR = Path("leaderboard") / "panels"
 
 
@@ -69,12 +69,22 @@ def _ring(mask: np.ndarray, width: int) -> np.ndarray:
     return ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=width) & ~mask
 
 
-def ground_truth_overlay(image: np.ndarray | None, label: np.ndarray) -> np.ndarray:
-    """Grey frame with OoD pixels orange and ignored pixels dark blue."""
+def ground_truth_overlay(image: np.ndarray | None, label: np.ndarray,
+                         segment_label: np.ndarray | None = None) -> np.ndarray:
+    """Grey frame with OoD pixels orange and ignored pixels dark blue; purple where only the pixel metrics ignore
+    them and the meta stage's segments see them (``segment_label``, e.g. meta-ood's LostAndFound non-hazards)."""
     rgb = _grey(image, label.shape)
     _paint(rgb, label == OOD_LABEL, COLOURS["ood"], 0.85)
     _paint(rgb, label == IGNORE_LABEL, COLOURS["ignore"], 0.6)
+    _paint(rgb, _segments_only(label, segment_label), COLOURS["segments_only"], 0.85)
     return rgb
+
+
+def _segments_only(label: np.ndarray, segment_label: np.ndarray | None) -> np.ndarray:
+    """Pixels the pixel metrics ignore but the meta stage's segments count."""
+    if segment_label is None:
+        return np.zeros(label.shape, bool)
+    return (label == IGNORE_LABEL) & (segment_label != IGNORE_LABEL)
 
 
 def segment_overlay(image: np.ndarray | None, segs: PanelSegments, after: bool) -> np.ndarray:
@@ -107,6 +117,11 @@ def _summary(ax, data: PanelData) -> None:
     lines = [f"{data.method} on {data.dataset}/{data.split}", f"image {data.image_id}",
              f"OoD pixels: {int((data.label == OOD_LABEL).sum())} of {valid} labelled "
              f"({data.label.size - valid} ignored)"]
+    segments_only = int(_segments_only(data.label, data.segment_label).sum())
+    if segments_only:
+        handles.append(Patch(color=np.array(COLOURS["segments_only"]) / 255,
+                             label="ignored by pixel metrics, in-distribution for segments"))
+        lines.append(f"of the ignored: {segments_only} in-distribution for the meta stage's segments")
     segs = data.segments
     if segs is not None:
         handles += [Patch(color=np.array(COLOURS[k]) / 255, label=text) for k, text in (
@@ -131,7 +146,7 @@ def _draw(fig: Figure, data: PanelData) -> dict:
     axes = {name: fig.add_subplot(grid[slot]) for name, slot in zip(panel_names(with_segments), slots)}
     shown = data.image if data.image is not None else _grey(None, data.label.shape)
     axes["image"].imshow(shown, interpolation="antialiased")
-    axes["ground truth"].imshow(ground_truth_overlay(data.image, data.label))
+    axes["ground truth"].imshow(ground_truth_overlay(data.image, data.label, data.segment_label))
     valid = data.label != IGNORE_LABEL
     score = np.ma.masked_array(data.score, mask=~valid)
     lo, hi = (float(data.score[valid].min()), float(data.score[valid].max())) if valid.any() else (0.0, 1.0)
