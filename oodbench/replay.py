@@ -31,7 +31,7 @@ class Replay:
             if self.spill is not None:
                 self.spill.put(item.sample.id, self.spill.stored(item.sample.id, item.score), item.sample.image)
             return
-        sample = Sample(item.sample.id, None, label, item.sample.meta)
+        sample = Sample(item.sample.id, None, label, item.sample.meta)  # no segment labels: components only
         self.items.append((sample, np.array(item.score, dtype=self.dtype)))  # a copy: methods may reuse buffers
         self.used += size
 

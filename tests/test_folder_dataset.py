@@ -68,7 +68,7 @@ def test_no_labels_and_no_folder(tmp_path):
         DATASETS.create("folder", root=tmp_path)
     with pytest.raises(DatasetError, match="no such folder"):
         DATASETS.create("folder", root=tmp_path / "nope")
-    with pytest.raises(DatasetError, match=r"None: no such folder.*passed as --data-root"):  # no --data-root given
+    with pytest.raises(DatasetError, match=r"the folder dataset has no root: give --data-root DIR"):  # no --data-root given
         DATASETS.create("folder")
 
 

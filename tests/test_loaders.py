@@ -192,6 +192,22 @@ def test_laf_label_without_image(laf):
         LostAndFoundDataset(laf, "test", expected=False)
 
 
+def test_laf_pairs_within_the_scene_folder(laf):
+    """A frame is paired only with the label in its own scene folder; an id in two scene folders is an error."""
+    stem = "04_Maurener_Weg_8_000000_000030"
+    image = laf / f"leftImg8bit/test/04_Maurener_Weg_8/{stem}_leftImg8bit.png"
+    stray = laf / f"leftImg8bit/test/05_Schafgasse_1/{stem}_leftImg8bit.png"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(image.read_bytes())
+    with pytest.raises(DatasetError, match=rf"1 images have no label file.*05_Schafgasse_1/{stem}_leftImg8bit.png"):
+        LostAndFoundDataset(laf, "test", expected=False)
+    label = laf / f"gtCoarse/test/04_Maurener_Weg_8/{stem}_gtCoarse_labelIds.png"
+    (laf / "gtCoarse/test/05_Schafgasse_1").mkdir(parents=True)
+    (laf / f"gtCoarse/test/05_Schafgasse_1/{stem}_gtCoarse_labelIds.png").write_bytes(label.read_bytes())
+    with pytest.raises(DatasetError, match=rf"1 frame ids appear in more than one subfolder: .*04_Maurener_Weg_8/{stem}"):
+        LostAndFoundDataset(laf, "test", expected=False)
+
+
 def test_laf_stray_file_count_mismatch(laf):
     write_laf(laf, "test", {"07_Festplatz_Flugfeld_000003_000050": [3]})
     with pytest.raises(DatasetError, match=r"found 3 test frames, expected 2"):

@@ -58,8 +58,9 @@ def _listing(paths: list[Path], base: Path) -> str:
 
 def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffixes: str | tuple[str, ...],
                label_suffixes: tuple[str, ...]) -> list[tuple[Path, Path, str]]:
-    """Pair ``<dir>/<sub>/<stem><image suffix>`` with ``<label_dir>/<sub>/<stem><label suffix>`` (for each, the first
-    suffix found wins), sorted by stem. Images without labels and labels without images are errors."""
+    """Pair ``<dir>/<sub>/<stem><image suffix>`` with ``<label_dir>/<sub>/<same stem><label suffix>`` (for each, the
+    first suffix listed wins), sorted by stem. Images without labels, labels without images and a stem in two
+    subfolders are errors."""
     for d, what in ((image_dir, "images"), (label_dir, "labels")):
         if not d.is_dir():
             raise DatasetError(f"{d}: no such folder; the copy at {root} lacks the {what} of this split")
@@ -77,14 +78,21 @@ def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffixes: str
             f"{image_dir}: {len(orphans)} label files have no image ({' or '.join(image_suffixes)}): "
             f"{_listing(orphans, root)}; re-extract the images or remove the stray labels"
         )
-    return [(images[s], labels[s], s) for s in sorted(images)]
+    keys = sorted(images, key=lambda k: k[1])
+    twice = sorted({a[1] for a, b in zip(keys, keys[1:]) if a[1] == b[1]})
+    if twice:
+        paths = sorted(p for (_, s), p in images.items() if s in twice)
+        raise DatasetError(f"{image_dir}: {len(twice)} frame ids appear in more than one subfolder: "
+                           f"{_listing(paths, root)}; remove the copies that do not belong there")
+    return [(images[k], labels[k], k[1]) for k in keys]
 
 
-def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
-    """``<folder>/<sub>/<stem><suffix>`` files by stem; where a stem has several suffixes, the first listed wins."""
-    found: dict[str, Path] = {}
+def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[tuple[str, str], Path]:
+    """``<folder>/<sub>/<stem><suffix>`` files by (sub, stem); where a stem has several suffixes, the first listed
+    wins."""
+    found: dict[tuple[str, str], Path] = {}
     for suffix in reversed(suffixes):
-        found.update({p.name[: -len(suffix)]: p for p in folder.glob(f"*/*{suffix}")})
+        found.update({(p.parent.name, p.name[: -len(suffix)]): p for p in folder.glob(f"*/*{suffix}")})
     return found
 
 

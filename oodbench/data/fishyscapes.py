@@ -158,7 +158,7 @@ class FishyscapesLafDataset(FishyscapesBase):
             if self.external_root is not None:
                 scene = stem.rsplit("_", 2)[0]
                 candidates = [self.external_root / "leftImg8bit" / s / scene / f"{stem}{suffix}"
-                              for s in ("train", "test") for suffix in LAF_IMAGE_SUFFIXES]
+                              for suffix in LAF_IMAGE_SUFFIXES for s in ("train", "test")]  # a png first
                 image = next((c for c in candidates if c.is_file()), None)
                 if image is None:
                     missing.append(f"{stem}_leftImg8bit.png/.webp/.jpg (for {label.name})")

@@ -20,9 +20,11 @@ class FolderDataset(Dataset):
     name = "folder"
 
     def __init__(self, root: str | Path | None, split: str = "test", expected: int | None = None):
-        if root is None or not Path(root).expanduser().is_dir():
-            raise DatasetError(f"{root}: no such folder; the folder dataset needs label maps <id>.png "
-                               f"(0/1/255) in <root>/labels/ or <root>/, passed as --data-root or --labels")
+        need = "label maps <id>.png (0/1/255) in <root>/labels/ or <root>/, passed as --data-root or --labels"
+        if root is None:
+            raise DatasetError(f"the folder dataset has no root: give --data-root DIR (or --labels DIR) with {need}")
+        if not Path(root).expanduser().is_dir():
+            raise DatasetError(f"{root}: no such folder; the folder dataset needs {need}")
         super().__init__(Path(root).expanduser(), split)
         label_dir = self.root / "labels" if (self.root / "labels").is_dir() else self.root
         labels = sorted(label_dir.glob("*.png"))

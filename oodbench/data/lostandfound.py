@@ -43,7 +43,8 @@ SEGMENT_LUTS = {"metaood": np.where(np.isin(np.arange(256), NON_HAZARD_IDS), ID_
 @register_dataset("lostandfound")
 class LostAndFoundDataset(Dataset):
     """LostAndFound ``leftImg8bit`` + ``gtCoarse`` labelIds (0 outside the region of interest, 1 road,
-    2..43 objects). ``mapping``: ``smiyc`` (every object OoD) or ``metaood`` (random non-hazards ignored)."""
+    2..43 objects). ``mapping``: ``smiyc`` (every object OoD) or ``metaood`` (random non-hazards ignored by the
+    pixel metrics, in-distribution for the meta stage's segments, as in meta-ood)."""
 
     name = "lostandfound"
     component_track = "obstacle"  # SegmentMeIfYouCan evaluates LostAndFound in its obstacle track
