@@ -131,7 +131,8 @@ class SegmentCollector:
         result.update(count_errors(y, removed, num_gt, pairs))
         result.update(_meta_scores(y, proba, remove_threshold))
         result.update({"protocol": protocol, "n_splits": int(n_splits) if protocol == "grouped" else None,
-                       "seed": int(seed), "scaling": protocol_scaling(protocol, scaling), "remove_threshold": float(remove_threshold)})
+                       "seed": int(seed), "scaling": protocol_scaling(protocol, scaling),
+                       "remove_threshold": float(remove_threshold)})
         return result
 
     def image_predictions(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,

@@ -102,8 +102,8 @@ def cross_val_proba(features: np.ndarray, targets: np.ndarray, groups: np.ndarra
     A fold whose training part holds one class predicts that class (1.0 or 0.0). Segments no
     fold can test (grouped protocol with < 2 images, or a single segment) get NaN.
     ``scaling``: "fold" (z-score on the training fold) or "all" (paper: over all segments,
-    (x - mean) / (std + 1e-10)); by default "all" under leave-one-out, "fold" under grouped folds. ``n_jobs`` > 1 fits folds in threads (liblinear
-    releases the GIL); results do not depend on it.
+    (x - mean) / (std + 1e-10)); by default "all" under leave-one-out, "fold" under grouped folds.
+    ``n_jobs`` > 1 fits folds in threads (liblinear releases the GIL); results do not depend on it.
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(targets).astype(np.int64).ravel()
