@@ -12,7 +12,7 @@ import pytest
 from oodbench.commands.compare import register
 from oodbench.errors import OodbenchError
 from oodbench.leaderboard.compare import METRICS, compare, parse_tolerances, read_baseline, record_key
-from oodbench.leaderboard.record import seal, write_record
+from oodbench.leaderboard.record import BENCHMARK_VERSION, seal, write_record
 from oodbench.leaderboard.validate import RecordError
 from oodbench.runner import run
 
@@ -77,7 +77,7 @@ def test_baseline_format(baseline):
     assert sorted(data["entries"]) == ["entmax_meta/synthetic/test", "red/folder/test"]
     red = data["entries"]["red/folder/test"]
     assert set(red["metrics"]) == {"auroc", "ap", "fpr95", "siou", "ppv", "f1_mean"}
-    assert red["benchmark_version"] == 1 and red["seed"] == 0
+    assert red["benchmark_version"] == BENCHMARK_VERSION and red["seed"] == 0
     meta = data["entries"]["entmax_meta/synthetic/test"]["metrics"]
     assert meta["fp_after"] == 3 and isinstance(meta["fp_after"], int) and "meta_ap" not in meta  # null: left out
 

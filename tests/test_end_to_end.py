@@ -8,6 +8,7 @@ import pytest
 
 from oodbench.cli import main
 from oodbench.errors import CheckpointError, DatasetError, ScoreError
+from oodbench.leaderboard.record import BENCHMARK_VERSION
 from oodbench.methods import Method, MethodOutput, create_method
 from oodbench.runner import run
 from oodbench.training.embedded import checkpoint_path
@@ -43,7 +44,7 @@ def test_records_are_complete_and_content_addressed(records):
     files = sorted(out.glob("*.json"))
     assert len(files) == 3
     rec = json.loads(next(f for f in files if "-entmax_meta-" in f.name).read_text())
-    assert rec["schema_version"] == 1 and rec["benchmark_version"] == 1
+    assert rec["schema_version"] == 1 and rec["benchmark_version"] == BENCHMARK_VERSION == 2
     assert rec["dataset"]["num_images"] == 60 and len(rec["dataset"]["fingerprint"]) == 64
     assert rec["method"]["checkpoint_sha256"] == rec["method"]["model_info"]["sha256"]
     assert rec["method"]["model_info"]["val_miou"] > 0.6
