@@ -312,7 +312,10 @@ def test_float16_is_exact_where_a_20_bit_state_is_not():
     scores = sigmoid(rng.normal(size=labels.shape) + 2 * labels) * 0.01 + 0.3  # a narrow band
     frames = [(labels, scores)]
     assert_matches(state_over("float16", frames).compute(), reference("float16", frames))
-    assert abs(state_over("canonical", frames, bits=20).compute()["ap"] - reference("canonical", frames)["ap"]) > 1e-6
+    coarse = state_over("canonical", frames, bits=20).compute()
+    assert abs(coarse["ap"] - reference("canonical", frames)["ap"]) > 1e-6
+    assert coarse["resolution_bits"] == 20 and state_over("fpr95_strict", frames, bits=20).compute()["resolution_bits"] == 20
+    assert state_over("canonical", frames).compute()["resolution_bits"] == 32  # a narrow band keeps every value
 
 
 def test_canonical_equals_the_runner_state():

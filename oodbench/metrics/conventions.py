@@ -204,7 +204,9 @@ class _PooledState(ConventionState):
         values = {k: values.get(k, NAN) for k in self._KEYS}
         if not num_neg:
             values.update({k: NAN for k in ("auroc", "fpr95") if k in values})
-        return self._result(**values, num_pos=num_pos, num_neg=num_neg, **self._counters())
+        # the binned scores' resolution, as the canonical metrics report it (32: exact for the float32 scores)
+        bits = self._hist.compute()["resolution_bits"]
+        return self._result(**values, num_pos=num_pos, num_neg=num_neg, resolution_bits=bits, **self._counters())
 
     def _counters(self) -> dict:
         return {}

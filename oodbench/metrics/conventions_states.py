@@ -62,8 +62,10 @@ class Float16State(ConventionState):
 @CONVENTIONS.register("per_image")
 class PerImageState(ConventionState):
     name = "per_image"
-    description = ("pytorch-ood OODMetrics(mode='segmentation'): per-image mean of exact AUROC, trapezoid AP "
-                   "(auc of the PR curve), FPR at first TPR >= 0.95; frames lacking OoD or ID pixels skipped, counted")
+    description = ("pytorch-ood OODPerImageSegmentationMetrics (0.4): per-image mean of exact AUROC, trapezoid AP "
+                   "(auc of the PR curve), FPR at first TPR >= 0.95; frames lacking OoD or ID pixels skipped, counted. "
+                   "OODMetrics(mode='segmentation') of pytorch-ood <= 0.3.3 agrees for scores in [0, 1] only (it "
+                   "squashes other scores with a float32 sigmoid)")
 
     def __init__(self):
         self._rows: list[tuple[float, float, float]] = []
