@@ -107,8 +107,9 @@ def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by run and evaluate: component metrics, their threshold and bootstrap intervals."""
     g = parser.add_argument_group("metrics")
     g.add_argument("--threshold", default="oracle", metavar="T",
-                   help="component-metric threshold: a number, SPLIT[:best_f1|tpr95] fixed on a validation split, or "
-                        "'oracle' (default: the split's own best pixel F1, as the SegmentMeIfYouCan leaderboard)")
+                   help="component-metric threshold: a number, SPLIT[:best_f1|tpr95] fixed on a validation split, "
+                        "'oracle' (default: the split's own best pixel F1, as the SegmentMeIfYouCan leaderboard) or "
+                        "'oracle:smiyc_code' (the threshold SegmentMeIfYouCan's code picks as that)")
     g.add_argument("--track", choices=["anomaly", "obstacle"], default=None,
                    help="component size filters (anomaly 500/100 px, obstacle 50/10; default: the dataset's)")
     g.add_argument("--no-components", action="store_true", help="skip component metrics")

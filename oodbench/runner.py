@@ -68,7 +68,9 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     scores its block and the states are merged across ranks; rank 0 writes the record."""
     start = time.perf_counter()
     policy = ThresholdPolicy.parse(threshold) if components else None
-    named = {name: create_convention(name) for name in dict.fromkeys(conventions)}
+    code_rule = policy is not None and policy.kind == "oracle" and policy.rule == "smiyc_code"
+    names = list(conventions) + (["smiyc768"] if code_rule else [])  # whose bins that rule reads
+    named = {name: create_convention(name) for name in dict.fromkeys(names)}
     prep = prepare(method, dataset, split, data_root, dataset_options, seed, checkpoint, batch_size, progress,
                    score_cache, cache_root, need_cache="sharded runs and merging" if shard or from_cache else "")
     ds, m, method_info, opts = prep.ds, prep.method, prep.info, prep.options
@@ -108,8 +110,12 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         if shard is None:
             states = all_merged(states)
             if oracle:
-                edge, best_f1 = states.pixel.threshold_at_best_f1()
-                comp_threshold = policy.below(edge)
+                if code_rule:  # the reference's own pick, used as it uses it: components score > t
+                    comp_threshold, best_f1 = states.conventions["smiyc768"].code_best_f1_threshold()
+                    comp_threshold = policy.checked(comp_threshold)
+                else:
+                    edge, best_f1 = states.pixel.threshold_at_best_f1()
+                    comp_threshold = policy.below(edge)
                 comp_extra = {"pixel_f1": best_f1}
                 states.components = ComponentMetricState.for_track(comp_threshold, track)
                 states.bootstrap = BootstrapCollector() if bootstrap > 0 else None

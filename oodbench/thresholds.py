@@ -14,12 +14,13 @@ from .errors import OodbenchError
 from .metrics.pixel import PixelMetricState
 
 RULES = ("best_f1", "tpr95")
+ORACLE_RULES = ("best_f1", "smiyc_code")  # smiyc_code: as road-anomaly-benchmark's code picks it
 
 
 @dataclass(frozen=True)
 class ThresholdPolicy:
     """``given`` (a value), ``validation`` (``rule`` applied on ``split``) or ``oracle`` (best F1 on the
-    evaluated split itself)."""
+    evaluated split itself; rule ``smiyc_code``: the threshold SegmentMeIfYouCan's code picks as its best F1)."""
 
     kind: str
     value: float | None = None
@@ -28,7 +29,8 @@ class ThresholdPolicy:
 
     @classmethod
     def parse(cls, text: str | float) -> "ThresholdPolicy":
-        """``0.5`` | ``oracle`` | ``SPLIT`` or ``SPLIT:RULE`` (rule ``best_f1`` or ``tpr95``), e.g. ``val:tpr95``."""
+        """``0.5`` | ``oracle`` | ``oracle:smiyc_code`` | ``SPLIT`` or ``SPLIT:RULE`` (rule ``best_f1`` or ``tpr95``),
+        e.g. ``val:tpr95``."""
         try:
             value = float(text)
         except ValueError:
@@ -38,13 +40,15 @@ class ThresholdPolicy:
                 raise OodbenchError(f"threshold {text!r}: give a finite number")
             return cls("given", value=value)
         text = str(text)
-        if text == "oracle":
-            return cls("oracle")
         split, _, rule = text.partition(":")
+        if split == "oracle":
+            if (rule or "best_f1") not in ORACLE_RULES:
+                raise OodbenchError(f"threshold {text!r}: the oracle rules are {', '.join(ORACLE_RULES)}")
+            return cls("oracle", rule=rule or "best_f1")
         rule = rule or "best_f1"
         if not split or rule not in RULES:
-            raise OodbenchError(f"threshold {text!r}: write a number (0.5), 'oracle', or SPLIT[:RULE] with RULE one of "
-                                f"{', '.join(RULES)}, e.g. val:best_f1")
+            raise OodbenchError(f"threshold {text!r}: write a number (0.5), 'oracle' (or 'oracle:smiyc_code'), or "
+                                f"SPLIT[:RULE] with RULE one of {', '.join(RULES)}, e.g. val:best_f1")
         return cls("validation", split=split, rule=rule)
 
     def choose(self, state: PixelMetricState | None) -> float:
@@ -60,12 +64,17 @@ class ThresholdPolicy:
 
     def below(self, edge: float) -> float:
         """The component threshold for a pixel state's lower bin ``edge``; a NaN edge (no OoD pixels) is refused."""
-        if not np.isfinite(edge):
+        edge = self.checked(edge)
+        # the state selects score >= edge; components predict score > t (SegmentMeIfYouCan), so t sits just below
+        return float(np.nextafter(np.float32(edge), np.float32(-np.inf)))
+
+    def checked(self, threshold: float) -> float:
+        """``threshold``, unless it is NaN: the split it was chosen on has no OoD pixels, an error naming the fix."""
+        if not np.isfinite(threshold):
             where = f"split {self.split!r}" if self.kind == "validation" else "the evaluated split"
             raise OodbenchError(f"no component threshold: {where} has no OoD pixels to choose one from; give a "
                                 f"number (--threshold 0.5) or another split")
-        # the state selects score >= edge; components predict score > t (SegmentMeIfYouCan), so t sits just below
-        return float(np.nextafter(np.float32(edge), np.float32(-np.inf)))
+        return float(threshold)
 
     def describe(self, threshold: float, **extra: Any) -> dict[str, Any]:
         """What goes into the record next to the component metrics."""
@@ -75,5 +84,9 @@ class ThresholdPolicy:
             "oracle": "best pixel-F1 threshold of the evaluated split itself (oracle: it sees the test labels; "
                       "what the SegmentMeIfYouCan leaderboard uses)",
         }[self.kind]
+        if self.kind == "oracle" and self.rule == "smiyc_code":
+            text = ("the threshold SegmentMeIfYouCan's code returns as the best pixel F1 of the evaluated split "
+                    "(road-anomaly-benchmark curves_from_cmats on smiyc768 bins: the best point of the curve with "
+                    "repeated thresholds collapsed indexes the uncollapsed thresholds); components score > t")
         return {"threshold": float(threshold), "source": self.kind, "rule": None if self.kind == "given" else self.rule,
                 "split": self.split, "description": text, **extra}

@@ -11,6 +11,7 @@ from sklearn.metrics import precision_recall_curve
 
 from oodbench.errors import OodbenchError
 from oodbench.methods import MethodOutput
+from oodbench.metrics.conventions import create_convention
 from oodbench.metrics.pixel import PixelMetricState
 from oodbench.runner import run
 from oodbench.thresholds import ThresholdPolicy
@@ -29,6 +30,22 @@ def test_parse():
     assert ThresholdPolicy.parse("validation:tpr95") == ThresholdPolicy("validation", split="validation", rule="tpr95")
     with pytest.raises(OodbenchError, match=r"threshold 'val:f2'.*best_f1, tpr95"):
         ThresholdPolicy.parse("val:f2")
+    assert ThresholdPolicy.parse("oracle:smiyc_code") == ThresholdPolicy("oracle", rule="smiyc_code")
+    with pytest.raises(OodbenchError, match=r"threshold 'oracle:tpr95': the oracle rules are best_f1, smiyc_code"):
+        ThresholdPolicy.parse("oracle:tpr95")
+
+
+def test_smiyc_code_threshold_by_hand():
+    """Two frames: OoD 0.75 in each, in-distribution 0.25 and 0.5, then 0.5. Sorted thresholds .75 .75 .5 .5 .25 0 0;
+    the curve keeps the first entry and each threshold's last, then gets a (0, 0) start: tp 0 1 2 2 2 2, fp 0 0 0 2 3 3,
+    F1 0, 2/3, 1, 2/3, 4/7, 4/7. Its best point, index 2, indexes the uncollapsed thresholds: 0.5, not 0.75."""
+    state = create_convention("smiyc768")
+    state.update(np.array([1, 0, 0], np.uint8), np.array([0.75, 0.25, 0.5], np.float32))
+    state.update(np.array([1, 0], np.uint8), np.array([0.75, 0.5], np.float32))
+    assert state.code_best_f1_threshold() == (0.5, 1.0)
+    empty = create_convention("smiyc768")
+    empty.update(np.zeros(3, np.uint8), np.array([0.1, 0.2, 0.3], np.float32))
+    assert all(np.isnan(empty.code_best_f1_threshold()))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -80,6 +97,25 @@ def test_oracle_threshold_separates_objects(scenes):
     assert comp["tp"] == [6] * 11 and comp["fn"] == [0] * 11 and comp["fp"] == [0] * 11
     assert comp["siou"] == 1.0 and comp["ppv"] == 1.0 and comp["f1_mean"] == 1.0
     assert comp["track"] == "obstacle" and (comp["min_pred"], comp["min_gt"]) == (50, 10)
+
+
+def test_smiyc_code_oracle_is_recorded_and_used(scenes):
+    """``oracle:smiyc_code``: the threshold SegmentMeIfYouCan's code picks from its 768-bin curve of the split,
+    recorded with its rule; the record carries that convention's pixel metrics too."""
+    record, _ = run(Red(), dataset="folder", data_root=scenes, progress=False, threshold="oracle:smiyc_code",
+                    track="obstacle")
+    state = create_convention("smiyc768")
+    for i in range(len(list((scenes / "labels").glob("*.png")))):
+        image = np.asarray(Image.open(scenes / "images" / f"f{i}.png").convert("RGB"))
+        label = np.asarray(Image.open(scenes / "labels" / f"f{i}.png"))
+        state.update(label, Red().predict(image[None]).scores[0])
+    want, f1 = state.code_best_f1_threshold()
+    comp = record["metrics"]["components"]
+    choice = comp["threshold_choice"]
+    assert (choice["source"], choice["rule"], choice["threshold"], choice["pixel_f1"]) == ("oracle", "smiyc_code", want, f1)
+    assert "SegmentMeIfYouCan's code" in choice["description"]
+    assert record["metrics"]["conventions"]["smiyc768"]["ap"] == state.compute()["ap"]
+    assert comp["tp"] == ([6] * 11 if want < 230 / 255 else [0] * 11)  # components are score > t
 
 
 def test_given_threshold_counts_the_false_blob(scenes):

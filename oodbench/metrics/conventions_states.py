@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..data.base import IGNORE_LABEL
-from ..errors import ScoreError
+from ..errors import OodbenchError, ScoreError
 from .conventions import CONVENTIONS, NAN, ConventionState, as_float16, roc_points, trapezoid, trapezoid_ap
 from .score_keys import float16_histogram
 from .pixel import finite_scores_by_class, summarize
@@ -212,22 +212,44 @@ class Smiyc768State(ConventionState):
         self.num_neg += neg.size
         self.num_frames += 1
 
+    def _curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(every frame's thresholds, descending; cumulative tp and fp of the reference's curve), the curve being
+        ``curves_from_cmats``': the last entry of each threshold plus the first entry, kept even when other
+        frames share it, then a (0, 0) start and the (num_pos, num_neg) end where missing."""
+        thresholds = np.concatenate(self._edges)
+        order = np.argsort(thresholds)[::-1]  # the reference's sort; ties between frames in its order
+        thresholds = thresholds[order]
+        tp = np.cumsum(np.concatenate(self._tp)[order].astype(np.float64))
+        fp = np.cumsum(np.concatenate(self._fp)[order].astype(np.float64))
+        keep = np.concatenate([[0], np.flatnonzero(thresholds[:-1] != thresholds[1:]), [thresholds.size - 1]])
+        tp, fp = tp[keep], fp[keep]
+        num_pos, num_neg = float(self.num_pos), float(self.num_neg)
+        if tp[0] != 0 or fp[0] != 0:
+            tp, fp = np.r_[0.0, tp], np.r_[0.0, fp]
+        if tp[-1] != num_pos or fp[-1] != num_neg:
+            tp, fp = np.r_[tp, num_pos], np.r_[fp, num_neg]
+        return thresholds, tp, fp
+
+    def code_best_f1_threshold(self) -> tuple[float, float]:
+        """(threshold, F1) as the reference's ``best_f1_threshold`` and ``best_f1``, which its ``SegEval`` uses
+        for components (``score > threshold``): the best F1 of the curve above, whose position indexes the
+        thresholds of every frame before repeats were collapsed, so with repeats it lands above the true best-F1
+        threshold. (NaN, NaN) without OoD pixels."""
+        if not self.num_pos:
+            return NAN, NAN
+        thresholds, tp, fp = self._curve()
+        f1 = 2 * tp / (2 * tp + fp + (self.num_pos - tp))
+        ix = int(np.nanargmax(f1))
+        if ix >= thresholds.size:  # where the reference's own indexing fails
+            raise OodbenchError(f"smiyc768: the best F1 sits at curve point {ix}, past the {thresholds.size} "
+                                "thresholds the reference would index; use the oracle threshold (best_f1)")
+        return float(thresholds[ix]), float(f1[ix])
+
     def compute(self) -> dict:
         auroc = ap = fpr95 = NAN
         if self.num_pos:
-            thresholds = np.concatenate(self._edges)
-            order = np.argsort(thresholds)[::-1]  # the reference's sort; ties between frames in its order
-            thresholds = thresholds[order]
-            tp = np.cumsum(np.concatenate(self._tp)[order].astype(np.float64))
-            fp = np.cumsum(np.concatenate(self._fp)[order].astype(np.float64))
-            # last entry of each threshold, except the first entry, kept even when other frames share it
-            keep = np.concatenate([[0], np.flatnonzero(thresholds[:-1] != thresholds[1:]), [thresholds.size - 1]])
-            tp, fp = tp[keep], fp[keep]
+            _, tp, fp = self._curve()
             num_pos, num_neg = float(self.num_pos), float(self.num_neg)
-            if tp[0] != 0 or fp[0] != 0:
-                tp, fp = np.r_[0.0, tp], np.r_[0.0, fp]
-            if tp[-1] != num_pos or fp[-1] != num_neg:
-                tp, fp = np.r_[tp, num_pos], np.r_[fp, num_neg]
             tpr = tp / num_pos
             predicted = tp + fp
             precision = np.ones_like(tp)
