@@ -234,7 +234,8 @@ class Smiyc768State(ConventionState):
         """(threshold, F1) as the reference's ``best_f1_threshold`` and ``best_f1``, which its ``SegEval`` uses
         for components (``score > threshold``): the best F1 of the curve above, whose position indexes the
         thresholds of every frame before repeats were collapsed, so with repeats it lands above the true best-F1
-        threshold. (NaN, NaN) without OoD pixels."""
+        threshold; the F1 is the curve point's (what the reference reports), not that of the threshold returned.
+        (NaN, NaN) without OoD pixels."""
         if not self.num_pos:
             return NAN, NAN
         thresholds, tp, fp = self._curve()
