@@ -52,6 +52,27 @@ def test_roadanomaly_other_top_folder(tmp_path):
     assert RoadAnomalyDataset(tmp_path / "x", expected=1).ids == RA_NAMES[:1]
 
 
+def test_roadanomaly_pebal_preprocessed_copy(ra, tmp_path):
+    """PEBAL's copy: original/<name>.jpg + labels/<name>.png with 0 background, 1 anomaly; the same frames and
+    canonical labels as the release (whose anomaly is 2)."""
+    release = RoadAnomalyDataset(ra, expected=3)
+    top = tmp_path / "pebal" / "road_anomaly"
+    for s in release:
+        _save_image(top / "original" / f"{s.id}.jpg", s.image)
+        _png(top / "labels" / f"{s.id}.png", s.label)  # canonical 0/1 is PEBAL's encoding
+    ds = RoadAnomalyDataset(tmp_path / "pebal", expected=3)
+    assert ds.ids == release.ids and ds.describe()["layout"] == "preprocessed" and release.describe()["layout"] == "release"
+    for a, b in zip(ds, release):
+        np.testing.assert_array_equal(a.label, b.label)
+        assert a.image.shape == b.image.shape
+    _png(top / "labels" / f"{release.ids[0]}.png", _label((0, 2)))
+    with pytest.raises(DatasetError, match=rf"{release.ids[0]}.png: label values \[2\].*0 background, 1 anomaly"):
+        ds[0]
+    (top / "original" / f"{release.ids[1]}.jpg").unlink()
+    with pytest.raises(DatasetError, match=rf"1 labels have no image .* in original/: labels/{release.ids[1]}.png"):
+        RoadAnomalyDataset(tmp_path / "pebal", expected=3)
+
+
 def test_roadanomaly_broken(ra, tmp_path):
     top = ra / "RoadAnomaly_jpg"
     with pytest.raises(DatasetError, match=r"nowhere: no such folder.*frame_list.json.*epfl"):
@@ -186,11 +207,11 @@ def test_fs_preprocessed_layout(tmp_path):
     assert ds.ids == ["0000", "0001", "0002"] and ds.describe()["layout"] == "preprocessed"
     assert ds[2].image.shape == (H, W, 3) and ds[2].label[5, 12] == 1
     _png(root / "LostAndFound/original/0003.png", _rgb(3))
-    with pytest.raises(DatasetError, match=r"1 images of original/ have no label: 0003.png"):
+    with pytest.raises(DatasetError, match=r"1 images of original/ have no label <id>.png: original/0003.png"):
         FishyscapesLafDataset(root, expected=3)
     (root / "LostAndFound/original/0003.png").unlink()
     (root / "LostAndFound/original/0001.png").unlink()
-    with pytest.raises(DatasetError, match=r"1 labels have no image in original/: 0001.png"):
+    with pytest.raises(DatasetError, match=r"1 labels have no image \(.png\) in original/: labels/0001.png"):
         FishyscapesLafDataset(root, expected=3)
     write_preprocessed(root / "Static", ["0000"])
     st = FishyscapesStaticDataset(root / "Static", expected=1, version="v2")

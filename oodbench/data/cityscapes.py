@@ -87,6 +87,23 @@ def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffixes: str
     return [(images[k], labels[k], k[1]) for k in keys]
 
 
+def scan_flat_pairs(top: Path, image_suffixes: tuple[str, ...]) -> list[tuple[Path, Path, str]]:
+    """The preprocessed layout of SynBoost and PEBAL: ``top/original/<id><image suffix>`` with ``top/labels/<id>.png``,
+    sorted by id; images without labels and labels without images are errors."""
+    images: dict[str, Path] = {}
+    for suffix in reversed(image_suffixes):  # the first suffix listed wins
+        images.update({p.name[: -len(suffix)]: p for p in (top / "original").glob(f"*{suffix}")})
+    labels = {p.stem: p for p in (top / "labels").glob("*.png")}
+    unlabelled, orphans = sorted(set(images) - set(labels)), sorted(set(labels) - set(images))
+    if unlabelled:
+        raise DatasetError(f"{top / 'labels'}: {len(unlabelled)} images of original/ have no label <id>.png: "
+                           f"{_listing([images[s] for s in unlabelled], top)}; re-extract or remove the strays")
+    if orphans:
+        raise DatasetError(f"{top / 'original'}: {len(orphans)} labels have no image ({' or '.join(image_suffixes)}) "
+                           f"in original/: {_listing([labels[s] for s in orphans], top)}; re-extract or remove the strays")
+    return [(images[s], labels[s], s) for s in sorted(images)]
+
+
 def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[tuple[str, str], Path]:
     """``<folder>/<sub>/<stem><suffix>`` files by (sub, stem); where a stem has several suffixes, the first listed
     wins."""

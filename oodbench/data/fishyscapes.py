@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from .base import Dataset, Sample, check_count, check_values, read_label, read_rgb, register_dataset
-from .cityscapes import check_split, default_root, require_root, resolve_expected
+from .cityscapes import check_split, default_root, require_root, resolve_expected, scan_flat_pairs
 from .lostandfound import IMAGE_SUFFIXES as LAF_IMAGE_SUFFIXES
 
 FISHYSCAPES_URL = "https://fishyscapes.com"
@@ -52,7 +52,7 @@ class FishyscapesBase(Dataset):
         self.external_root = external_root
         self.layout, self.top = self._detect()
         if self.layout == "preprocessed":
-            self.files = self._scan_preprocessed(self.top)
+            self.files = scan_flat_pairs(self.top, (".png",))
         else:
             self.files = self._scan_release()
         check_count(len(self.files), resolve_expected(expected, self.COUNTS, split), self.top, f"{split} frames")
@@ -69,18 +69,6 @@ class FishyscapesBase(Dataset):
             f"(original/ + labels/, here or in {'/ or '.join(PREPROCESSED_FOLDERS[self.name])}/); "
             f"the {self.name} loader expects {self.NEEDS}"
         )
-
-    def _scan_preprocessed(self, top: Path) -> list[tuple[Path, Path, str]]:
-        images = {p.stem: p for p in (top / "original").glob("*.png")}
-        labels = {p.stem: p for p in (top / "labels").glob("*.png")}
-        unlabelled, orphans = sorted(set(images) - set(labels)), sorted(set(labels) - set(images))
-        if unlabelled:
-            raise DatasetError(f"{top / 'labels'}: {len(unlabelled)} images of original/ have no label: "
-                               f"{_listing([images[s].name for s in unlabelled])}; re-extract or remove the strays")
-        if orphans:
-            raise DatasetError(f"{top / 'original'}: {len(orphans)} labels have no image in original/: "
-                               f"{_listing([labels[s].name for s in orphans])}; re-extract or remove the strays")
-        return [(images[s], labels[s], s) for s in sorted(images)]
 
     def _release_labels(self) -> list[tuple[Path, str, str]]:
         """(label path, fishyscapes id, base-dataset id) of every ``*_labels.png``, sorted by name."""

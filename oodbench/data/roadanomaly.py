@@ -5,6 +5,9 @@ Layout (top folder ``RoadAnomaly_jpg/`` or ``dataset_RoadAnomaly/``, or the root
     frame_list.json                       JSON list of the image file names, e.g. "animals01.jpg"
     frames/<name>.jpg
     frames/<name>.labels/labels_semantic.png   0 not anomaly, 2 anomaly (no void: whole image scored)
+
+PEBAL's preprocessed copy (``original/<name>.jpg`` + ``labels/<name>.png``, 0 not anomaly, 1 anomaly; in the root or
+in ``road_anomaly/``) loads too.
 """
 from __future__ import annotations
 
@@ -15,33 +18,45 @@ import numpy as np
 
 from ..errors import DatasetError
 from .base import ID_LABEL, IGNORE_LABEL, OOD_LABEL, Dataset, check_count, check_values, register_dataset
-from .cityscapes import check_split, default_root, require_root, resolve_expected
+from .cityscapes import check_split, default_root, require_root, resolve_expected, scan_flat_pairs
 
 ROADANOMALY_URL = "https://www.epfl.ch/labs/cvlab/data/road-anomaly/"
 ROADANOMALY_COUNTS = {"test": 60}
 TOP_FOLDERS = ("RoadAnomaly_jpg", "dataset_RoadAnomaly", "RoadAnomaly")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-NATIVE_VALUES = np.array([0, 2])
-LUT = np.full(256, IGNORE_LABEL, dtype=np.uint8)
-LUT[0], LUT[2] = ID_LABEL, OOD_LABEL
+NATIVE_VALUES = {"release": np.array([0, 2]), "preprocessed": np.array([0, 1])}  # (in-distribution, anomaly)
 
 
-def find_top(root: Path) -> Path:
-    """The folder holding ``frame_list.json``: ``root`` itself or one of the usual top folders inside it."""
-    if (root / "frame_list.json").is_file():
-        return root
-    for name in TOP_FOLDERS:
-        if (root / name / "frame_list.json").is_file():
-            return root / name
+def _lut(values: np.ndarray) -> np.ndarray:
+    lut = np.full(256, IGNORE_LABEL, dtype=np.uint8)
+    lut[values[0]], lut[values[1]] = ID_LABEL, OOD_LABEL
+    return lut
+
+
+LUTS = {layout: _lut(values) for layout, values in NATIVE_VALUES.items()}
+PREPROCESSED_FOLDERS = ("road_anomaly", "RoadAnomaly")
+
+
+def find_top(root: Path) -> tuple[str, Path]:
+    """(layout, folder): the release's folder holding ``frame_list.json`` (``root`` or a usual top folder in it),
+    else PEBAL's preprocessed folder holding ``original/`` and ``labels/``."""
+    for top in (root, *(root / name for name in TOP_FOLDERS)):
+        if (top / "frame_list.json").is_file():
+            return "release", top
+    for top in (root, *(root / name for name in PREPROCESSED_FOLDERS)):
+        if (top / "original").is_dir() and (top / "labels").is_dir():
+            return "preprocessed", top
     raise DatasetError(
-        f"{root}: no frame_list.json here nor in {', '.join(n + '/' for n in TOP_FOLDERS)}; the roadanomaly "
-        f"loader expects frame_list.json and frames/<name>.jpg with frames/<name>.labels/labels_semantic.png"
+        f"{root}: no frame_list.json here nor in {', '.join(n + '/' for n in TOP_FOLDERS)}, and no original/ + "
+        f"labels/ (PEBAL's copy); the roadanomaly loader expects frame_list.json and frames/<name>.jpg with "
+        f"frames/<name>.labels/labels_semantic.png"
     )
 
 
 @register_dataset("roadanomaly")
 class RoadAnomalyDataset(Dataset):
-    """RoadAnomaly: native 0 -> 0 (in-distribution), 2 -> 1 (OoD); any other value is rejected."""
+    """RoadAnomaly: native 0 -> 0 (in-distribution), 2 -> 1 (OoD) (PEBAL's copy: 1 -> 1); other values are
+    rejected."""
 
     name = "roadanomaly"
     label_kind = "ood"
@@ -53,7 +68,11 @@ class RoadAnomalyDataset(Dataset):
         check_split(split, self.SPLITS, self.name)
         require_root(self.root, "roadanomaly", "frame_list.json and frames/ (optionally inside RoadAnomaly_jpg/)",
                      ROADANOMALY_URL)
-        top = find_top(self.root)
+        self.layout, top = find_top(self.root)
+        if self.layout == "preprocessed":
+            self.files = scan_flat_pairs(top, (".jpg", ".png", ".webp"))
+            check_count(len(self.files), resolve_expected(expected, ROADANOMALY_COUNTS, split), top, f"{split} frames")
+            return
         list_path = top / "frame_list.json"
         try:
             listed = json.loads(list_path.read_text(encoding="utf-8"))
@@ -89,5 +108,10 @@ class RoadAnomalyDataset(Dataset):
         check_count(len(self.files), resolve_expected(expected, ROADANOMALY_COUNTS, split), list_path, f"{split} frames")
 
     def _encode_label(self, native: np.ndarray, path: Path) -> np.ndarray:
-        check_values(native, NATIVE_VALUES, path, "RoadAnomaly labels_semantic (0 background, 2 anomaly)")
-        return LUT[native]
+        what = {"release": "RoadAnomaly labels_semantic (0 background, 2 anomaly)",
+                "preprocessed": "PEBAL's RoadAnomaly labels (0 background, 1 anomaly)"}[self.layout]
+        check_values(native, NATIVE_VALUES[self.layout], path, what)
+        return LUTS[self.layout][native]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "layout": self.layout}
