@@ -1,5 +1,5 @@
 """Writers of small dataset copies in the real on-disk layouts (folder and file names, native label values),
-shared by the loader tests and the end-to-end CLI tests."""
+shared by the loader tests and the end-to-end CLI tests, and a method whose segments on ``laf_label`` objects are known."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from oodbench.methods import Method, MethodOutput, SegmentStage
+from oodbench.segments.features import normalized_entropy
 
 from layout_files import random_rgb, write_png
 
@@ -41,6 +44,22 @@ def laf_label(values: list[int], h: int = 8, w: int = 16) -> np.ndarray:
     for k, v in enumerate(values):
         lab[h // 2 + 1: h // 2 + 3, 2 + 3 * k: 4 + 3 * k] = v
     return lab
+
+
+class LafObjectBlobs(Method):
+    """Uniform (maximal entropy) probabilities on the first two 2x2 objects of ``laf_label`` in an 8x16 frame (rows
+    5-6, columns 2-3 and 5-6), confident elsewhere: the paper's segment stage forms one segment on each object."""
+
+    name = "laf_object_blobs"
+    provides_probs = True
+    segment_stage = SegmentStage(threshold=0.7)
+
+    def predict(self, images):
+        probs = np.zeros((len(images), 3, 8, 16), np.float32)
+        probs[:, 0] = 1
+        for x in (2, 5):
+            probs[:, :, 5:7, x:x + 2] = 1 / 3
+        return MethodOutput(np.stack([normalized_entropy(p) for p in probs]).astype(np.float32), probs)
 
 
 def write_laf(root: Path, split: str, stems: dict[str, list[int]], h: int = 8, w: int = 16) -> Path:

@@ -13,11 +13,10 @@ from oodbench.data.cityscapes import CITYSCAPES_COUNTS, CityscapesDataset
 from oodbench.data.coco_proxy import CocoProxyDataset
 from oodbench.data.lostandfound import EMPTY_TEST_INDICES, LAF_COUNTS, LostAndFoundDataset
 from oodbench.errors import DatasetError
-from oodbench.methods import Method, MethodOutput
 from oodbench.scoring import score_pass
 
 from layout_files import random_rgb, write_png
-from real_layouts import write_laf
+from real_layouts import LafObjectBlobs, write_laf
 
 H, W = 8, 16
 
@@ -51,21 +50,6 @@ def test_laf_mappings(laf):
     assert LostAndFoundDataset(laf, "test", mapping="metaood", expected=2).describe()["mapping"] == "metaood"
 
 
-class TwoBlobs(Method):
-    """Uniform (maximal entropy) probabilities on the 2x2 objects at columns 2-3 and 5-6 of ``laf_label``'s rows 5-6,
-    confident elsewhere: one segment on each object."""
-
-    name = "two_blobs"
-
-    def predict(self, images):
-        probs = np.zeros((len(images), 3, H, W), np.float32)
-        probs[:, 0] = 1
-        for x in (2, 5):
-            probs[:, :, 5:7, x:x + 2] = 1 / 3
-        entropy = -(probs * np.log(np.maximum(probs, 1e-30))).sum(1) / np.log(3)
-        return MethodOutput(entropy.astype(np.float32), probs)
-
-
 def test_laf_metaood_segments_keep_non_hazards_as_false_positives(laf):
     """meta-ood ignores random non-hazards in the pixel metrics but keeps them in its segments, where a segment on one
     is a false positive; SegmentMeIfYouCan's mapping makes every object OoD, so both segments are true positives."""
@@ -75,7 +59,7 @@ def test_laf_metaood_segments_keep_non_hazards_as_false_positives(laf):
         sample = ds[ds.ids.index("04_Maurener_Weg_8_000000_000030")]  # hazard 2 at columns 2-3, non-hazard 33 at 5-6
         assert sample.label[5, 5] == (255 if mapping == "metaood" else 1)
         got = []
-        score_pass(TwoBlobs(), [sample], 1, False, "test", [lambda item: got.append(item.segments)], None, 0.7)
+        score_pass(LafObjectBlobs(), [sample], 1, False, "test", [lambda item: got.append(item.segments)], None, 0.7)
         (segs,) = got
         assert segs.num_gt == (1 if mapping == "metaood" else 2)
         targets[mapping] = segs.targets.tolist()  # segments in raster order: hazard first

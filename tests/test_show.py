@@ -18,7 +18,7 @@ from oodbench.visualize import (COLOURS, default_panel_path, figure_size, ground
                                 render_panel)
 
 from layout_files import write_png
-from real_layouts import write_laf
+from real_layouts import LafObjectBlobs, write_laf
 
 H, W, C = 64, 128, 19
 OBJECT, BLOB, BACKGROUND = 230, 200, 25
@@ -178,29 +178,12 @@ def test_checkpoint_option_reaches_the_method(scenes, monkeypatch, tmp_path):
     assert seen["checkpoint"] == str(tmp_path / "w.pt") and (tmp_path / "x.png").is_file()
 
 
-class BlobsMeta(Method):
-    """Uniform probabilities on the 2x2 objects of ``real_layouts.laf_label`` (rows 5-6, columns 2-3 and 5-6 of an
-    8x16 frame), confident elsewhere; the paper's segment stage."""
-
-    name = "test_blobs_meta"
-    provides_probs = True
-    segment_stage = SegmentStage(threshold=0.7)
-
-    def predict(self, images):
-        probs = np.zeros((len(images), 3, 8, 16), np.float32)
-        probs[:, 0] = 1
-        for x in (2, 5):
-            probs[:, :, 5:7, x:x + 2] = 1 / 3
-        entropy = -(probs * np.log(np.maximum(probs, 1e-30))).sum(1) / np.log(3)
-        return MethodOutput(entropy.astype(np.float32), probs)
-
-
 def test_metaood_panel_shows_non_hazards_kept_for_segments(tmp_path):
     """Under mapping=metaood a random non-hazard is ignored by the pixel metrics but is in-distribution for the
     segments, where the one on it is a false positive: the ground-truth panel says so instead of 'ignored'."""
     stem = "04_Maurener_Weg_8_000000_000030"
     root = write_laf(tmp_path / "laf", "test", {stem: [2, 33], "02_Hanns_Klemm_Str_44_000001_000100": [17, 33]})
-    data = panel_data(BlobsMeta(), dataset="lostandfound", data_root=root, image_id=stem, score_cache=False,
+    data = panel_data(LafObjectBlobs(), dataset="lostandfound", data_root=root, image_id=stem, score_cache=False,
                       dataset_options={"mapping": "metaood", "expected": 2})
     assert data.label[5, 5] == 255 and data.segment_label[5, 5] == 0 and data.label[0, 0] == 255
     assert data.segments.n == 2 and data.segments.false_positive.tolist() == [False, True]
