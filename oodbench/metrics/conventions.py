@@ -205,8 +205,8 @@ class _PooledState(ConventionState):
         if not num_neg:
             values.update({k: NAN for k in ("auroc", "fpr95") if k in values})
         # the binned scores' resolution, as the canonical metrics report it (32: exact for the float32 scores)
-        bits = self._hist.compute()["resolution_bits"]
-        return self._result(**values, num_pos=num_pos, num_neg=num_neg, resolution_bits=bits, **self._counters())
+        return self._result(**values, num_pos=num_pos, num_neg=num_neg, resolution_bits=self._hist.resolution_bits(),
+                            **self._counters())
 
     def _counters(self) -> dict:
         return {}

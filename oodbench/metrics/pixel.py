@@ -198,10 +198,17 @@ class PixelMetricState:
         change a metric (32: each is one float32 value, so the metrics are exact for the float32 scores)."""
         at, pos, neg_at, fp, num_neg, first = self._hist.positive_bins()
         out = summarize(pos, np.cumsum(pos), fp, neg_at, num_neg)
-        tied = at[pos + neg_at > 1]  # bins where a coarser bin can change a metric
-        e = self._hist.describe(tied, first)[2] if tied.size else None
-        out["resolution_bits"] = min(16 + int(e.min()), self.bits) if tied.size else 32
+        out["resolution_bits"] = self._resolution_bits(at, pos, neg_at, first)
         return out
+
+    def resolution_bits(self) -> int:
+        """``compute``'s resolution_bits alone (e.g. for conventions that read these counts by other rules)."""
+        at, pos, neg_at, _, _, first = self._hist.positive_bins()
+        return self._resolution_bits(at, pos, neg_at, first)
+
+    def _resolution_bits(self, at: np.ndarray, pos: np.ndarray, neg_at: np.ndarray, first: np.ndarray) -> int:
+        tied = at[pos + neg_at > 1]  # bins where a coarser bin can change a metric
+        return min(16 + int(self._hist.describe(tied, first)[2].min()), self.bits) if tied.size else 32
 
     def threshold_at_tpr(self, tpr: float) -> float:
         """Score threshold t of the first bin (scanning down) whose TPR reaches ``tpr``: its lower edge, so
