@@ -90,9 +90,7 @@ def scan_pairs(root: Path, image_dir: Path, label_dir: Path, image_suffixes: str
 def scan_flat_pairs(top: Path, image_suffixes: tuple[str, ...]) -> list[tuple[Path, Path, str]]:
     """The preprocessed layout of SynBoost and PEBAL: ``top/original/<id><image suffix>`` with ``top/labels/<id>.png``,
     sorted by id; images without labels and labels without images are errors."""
-    images: dict[str, Path] = {}
-    for suffix in reversed(image_suffixes):  # the first suffix listed wins
-        images.update({p.name[: -len(suffix)]: p for p in (top / "original").glob(f"*{suffix}")})
+    images = {stem: p for (_, stem), p in _by_stem(top / "original", image_suffixes, nested=False).items()}
     labels = {p.stem: p for p in (top / "labels").glob("*.png")}
     unlabelled, orphans = sorted(set(images) - set(labels)), sorted(set(labels) - set(images))
     if unlabelled:
@@ -104,12 +102,13 @@ def scan_flat_pairs(top: Path, image_suffixes: tuple[str, ...]) -> list[tuple[Pa
     return [(images[s], labels[s], s) for s in sorted(images)]
 
 
-def _by_stem(folder: Path, suffixes: tuple[str, ...]) -> dict[tuple[str, str], Path]:
-    """``<folder>/<sub>/<stem><suffix>`` files by (sub, stem); where a stem has several suffixes, the first listed
-    wins."""
+def _by_stem(folder: Path, suffixes: tuple[str, ...], nested: bool = True) -> dict[tuple[str, str], Path]:
+    """``<folder>/<sub>/<stem><suffix>`` files (``nested=False``: ``<folder>/<stem><suffix>``) by (sub, stem); where
+    a stem has several suffixes, the first listed wins."""
     found: dict[tuple[str, str], Path] = {}
     for suffix in reversed(suffixes):
-        found.update({(p.parent.name, p.name[: -len(suffix)]): p for p in folder.glob(f"*/*{suffix}")})
+        found.update({(p.parent.name, p.name[: -len(suffix)]): p
+                      for p in folder.glob(f"*/*{suffix}" if nested else f"*{suffix}")})
     return found
 
 

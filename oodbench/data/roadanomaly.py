@@ -69,10 +69,12 @@ class RoadAnomalyDataset(Dataset):
         require_root(self.root, "roadanomaly", "frame_list.json and frames/ (optionally inside RoadAnomaly_jpg/)",
                      ROADANOMALY_URL)
         self.layout, top = find_top(self.root)
-        if self.layout == "preprocessed":
-            self.files = scan_flat_pairs(top, (".jpg", ".png", ".webp"))
-            check_count(len(self.files), resolve_expected(expected, ROADANOMALY_COUNTS, split), top, f"{split} frames")
-            return
+        self.files = scan_flat_pairs(top, IMAGE_SUFFIXES) if self.layout == "preprocessed" else self._listed(top)
+        check_count(len(self.files), resolve_expected(expected, ROADANOMALY_COUNTS, split), top, f"{split} frames")
+
+    def _listed(self, top: Path) -> list[tuple[Path, Path, str]]:
+        """The release's frames as ``frame_list.json`` lists them, sorted by name; missing or unlisted files are
+        errors."""
         list_path = top / "frame_list.json"
         try:
             listed = json.loads(list_path.read_text(encoding="utf-8"))
@@ -104,8 +106,7 @@ class RoadAnomalyDataset(Dataset):
             )
         if len({f[2] for f in files}) != len(files):
             raise DatasetError(f"{list_path}: frame names are listed more than once")
-        self.files = sorted(files, key=lambda f: f[2])
-        check_count(len(self.files), resolve_expected(expected, ROADANOMALY_COUNTS, split), list_path, f"{split} frames")
+        return sorted(files, key=lambda f: f[2])
 
     def _encode_label(self, native: np.ndarray, path: Path) -> np.ndarray:
         what = {"release": "RoadAnomaly labels_semantic (0 background, 2 anomaly)",
