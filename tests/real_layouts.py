@@ -126,6 +126,15 @@ def write_preprocessed(top: Path, names, shape=(H, W)) -> Path:
     return top
 
 
+def write_metaood_fishyscapes(top: Path, names, shape=(H, W)) -> Path:
+    """meta-ood's Fishyscapes layout (src/dataset/fishyscapes.py walks ``top`` for ``<name>.png`` and opens
+    ``<name>.jpg`` beside each): labels 0/1/255; a name may sit in a subfolder."""
+    for i, n in enumerate(names):
+        save_image(top / f"{n}.jpg", random_rgb(i, *shape))
+        write_png(top / f"{n}.png", label_map((0, 1, 255), *shape))
+    return top
+
+
 # -- Fishyscapes Static: <index>_<Cityscapes stem>_rgb.npz overlays + _labels.png, base images from Cityscapes -
 STATIC = {"0000": "frankfurt_000000_000294", "0001": "lindau_000001_000019"}
 

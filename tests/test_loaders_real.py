@@ -15,7 +15,8 @@ from oodbench.errors import DatasetError
 
 from layout_files import random_rgb, write_png
 from real_layouts import (ANOMALY_TEST, ANOMALY_VAL, FS_STEMS, H, OBSTACLE_TEST, OBSTACLE_VAL, RA_NAMES, W,
-                          label_map as _label, save_image as _save_image, write_fs_laf, write_preprocessed,
+                          label_map as _label, save_image as _save_image, write_fs_laf, write_metaood_fishyscapes,
+                          write_preprocessed,
                           write_huggingface, write_roadanomaly, write_smiyc, write_static)
 
 _png = write_png
@@ -216,6 +217,36 @@ def test_fs_preprocessed_layout(tmp_path):
     write_preprocessed(root / "Static", ["0000"])
     st = FishyscapesStaticDataset(root / "Static", expected=1, version="v2")
     assert st.describe()["version"] == "v2" and st[0].meta["version"] == "v2"
+
+
+def test_fs_metaood_layout(tmp_path):
+    """meta-ood's copy: <root>/{LostAndFound,Static}/**/<name>.png labels beside <name>.jpg images."""
+    root = tmp_path / "fishyscapes"
+    write_metaood_fishyscapes(root / "LostAndFound", ["0001", "0000", "scene/0002"])
+    write_metaood_fishyscapes(root / "Static", ["0000"])
+    ds = FishyscapesLafDataset(root, expected=3)
+    assert ds.ids == ["0000", "0001", "0002"] and ds.describe()["layout"] == "metaood"
+    assert ds.describe()["images"] == "<name>.jpg beside the labels"
+    sample = ds[2]
+    assert np.array_equal(sample.image, np.asarray(Image.open(root / "LostAndFound/scene/0002.jpg").convert("RGB")))
+    assert np.array_equal(sample.label, _label((0, 1, 255)))
+    static = FishyscapesStaticDataset(root, expected=1)
+    assert static.ids == ["0000"] and static.describe()["layout"] == "metaood"
+    assert FishyscapesLafDataset(root / "LostAndFound", expected=3).ids == ds.ids  # root at the split folder
+    (root / "LostAndFound/0001.jpg").unlink()
+    with pytest.raises(DatasetError, match=r"1 labels have no <name>.jpg beside them .*: 0001.png; re-extract"):
+        FishyscapesLafDataset(root, expected=3)
+    (root / "LostAndFound/0001.png").rename(root / "LostAndFound/moved.jpg")
+    with pytest.raises(DatasetError, match=r"1 images have no <name>.png beside them .*: moved.jpg"):
+        FishyscapesLafDataset(root, expected=3)
+    (root / "LostAndFound/moved.jpg").unlink()
+    write_metaood_fishyscapes(root / "LostAndFound/other", ["0002"])
+    with pytest.raises(DatasetError, match=r"frame '0002' lies in two folders"):
+        FishyscapesLafDataset(root, expected=2)
+    (tmp_path / "other").mkdir()
+    _save_image(tmp_path / "other/photo.jpg", _rgb())
+    with pytest.raises(DatasetError, match=r"nor meta-ood's \(<name>.png labels beside <name>.jpg images"):
+        FishyscapesLafDataset(tmp_path / "other")
 
 
 # -- Fishyscapes Static --------------------------------------------------------------------------

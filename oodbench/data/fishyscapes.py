@@ -8,6 +8,8 @@ label files ``<NNNN>_<base id>_labels.png`` (regex ``([0-9]+)_(.+)_labels.png``)
   ``clip(cityscapes leftImg8bit + npz["rgb"], 0, 255)`` (option ``cityscapes_root``). Versions v1, v2, v3 are
   different zips (``fs_val_v1..3.zip``); the version is part of the dataset identity.
 Preprocessed layout (SynBoost / PEBAL): ``original/*.png`` + ``labels/*.png``, paired by file name, same values.
+meta-ood's layout (``src/dataset/fishyscapes.py``): ``<root>/{LostAndFound,Static}/**/<name>.png`` labels, each with its
+image ``<name>.jpg`` beside it, same values.
 Without ``laf_root`` / ``cityscapes_root`` the release layout loads labels only (images None), usable for
 evaluating precomputed score maps.
 """
@@ -32,6 +34,7 @@ STATIC_VERSIONS = ("v1", "v2", "v3")
 DEFAULT_STATIC_VERSION = "v3"
 CANONICAL_VALUES = np.array([0, 1, 255])
 LABEL_NAME = re.compile(r"^([0-9]+)_(.+)_labels\.png$")
+IMAGES = {"release": "none (labels only)", "preprocessed": "original/", "metaood": "<name>.jpg beside the labels"}
 PREPROCESSED_FOLDERS = {"fishyscapes_laf": ("LostAndFound", "FS_LostFound"), "fishyscapes_static": ("Static", "FS_Static")}
 
 
@@ -53,6 +56,8 @@ class FishyscapesBase(Dataset):
         self.layout, self.top = self._detect()
         if self.layout == "preprocessed":
             self.files = scan_flat_pairs(self.top, (".png",))
+        elif self.layout == "metaood":
+            self.files = self._scan_metaood()
         else:
             self.files = self._scan_release()
         check_count(len(self.files), resolve_expected(expected, self.COUNTS, split), self.top, f"{split} frames")
@@ -64,11 +69,33 @@ class FishyscapesBase(Dataset):
         for top in (self.root, *(self.root / n for n in PREPROCESSED_FOLDERS[self.name])):
             if (top / "original").is_dir() and (top / "labels").is_dir():
                 return "preprocessed", top
+        for top in (self.root / PREPROCESSED_FOLDERS[self.name][0], self.root):
+            if any(p.with_suffix(".png").is_file() for p in top.rglob("*.jpg")):
+                return "metaood", top
         raise DatasetError(
-            f"{self.root}: neither the release layout (*_labels.png here) nor the preprocessed layout "
-            f"(original/ + labels/, here or in {'/ or '.join(PREPROCESSED_FOLDERS[self.name])}/); "
+            f"{self.root}: neither the release layout (*_labels.png here), the preprocessed layout "
+            f"(original/ + labels/, here or in {'/ or '.join(PREPROCESSED_FOLDERS[self.name])}/) nor meta-ood's "
+            f"(<name>.png labels beside <name>.jpg images, here or in {PREPROCESSED_FOLDERS[self.name][0]}/); "
             f"the {self.name} loader expects {self.NEEDS}"
         )
+
+    def _scan_metaood(self) -> list[tuple[Path, Path, str]]:
+        """meta-ood's layout: every ``<name>.png`` label under ``top`` (any depth) with ``<name>.jpg`` beside it, sorted
+        by name; a label without its image, an image without its label or a name in two folders is an error."""
+        labels, images = sorted(self.top.rglob("*.png")), sorted(self.top.rglob("*.jpg"))
+        for found, other, what in ((labels, ".jpg", "label"), (images, ".png", "image")):
+            alone = [p for p in found if not p.with_suffix(other).is_file()]
+            if alone:
+                raise DatasetError(f"{self.top}: {len(alone)} {what}s have no <name>{other} beside them (meta-ood's "
+                                   f"layout): {_listing([str(p.relative_to(self.top)) for p in alone])}; "
+                                   f"re-extract or remove the strays")
+        by_name: dict[str, Path] = {}
+        for label in labels:
+            if label.stem in by_name:
+                raise DatasetError(f"{self.top}: frame {label.stem!r} lies in two folders ({by_name[label.stem].parent} "
+                                   f"and {label.parent}); keep one copy")
+            by_name[label.stem] = label
+        return [(by_name[n].with_suffix(".jpg"), by_name[n], n) for n in sorted(by_name)]
 
     def _release_labels(self) -> list[tuple[Path, str, str]]:
         """(label path, fishyscapes id, base-dataset id) of every ``*_labels.png``, sorted by name."""
@@ -129,7 +156,7 @@ class FishyscapesLafDataset(FishyscapesBase):
     component_track = "anomaly"  # SegmentMeIfYouCan tables FishyLAFAnomaly-val under SegEval-AnomalyTrack
     COUNTS = FS_LAF_COUNTS
     NEEDS = ("the release labels <NNNN>_<LostAndFound stem>_labels.png (RGB from laf_root=<LostAndFound folder>) "
-             "or original/*.png + labels/*.png")
+             "or original/*.png + labels/*.png or meta-ood's <name>.png labels beside <name>.jpg images")
 
     def __init__(self, root: str | Path | None = None, split: str = "val", laf_root: str | Path | None = None,
                  expected: int | bool | None = None):
@@ -158,8 +185,7 @@ class FishyscapesLafDataset(FishyscapesBase):
         return files
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "images": "laf_root" if self.external_root or self.layout == "preprocessed"
-                else "none (labels only)"}
+        return {**super().describe(), "images": "laf_root" if self.external_root else IMAGES[self.layout]}
 
 
 @register_dataset("fishyscapes_static")
@@ -170,7 +196,8 @@ class FishyscapesStaticDataset(FishyscapesBase):
     name = "fishyscapes_static"
     COUNTS = FS_STATIC_COUNTS
     NEEDS = ("the release overlays <NNNN>_<Cityscapes stem>_labels.png + <NNNN>_*rgb.npz (base images from "
-             "cityscapes_root=<Cityscapes folder>) or original/*.png + labels/*.png")
+             "cityscapes_root=<Cityscapes folder>) or original/*.png + labels/*.png or meta-ood's <name>.png labels "
+             "beside <name>.jpg images")
 
     def __init__(self, root: str | Path | None = None, split: str = "val", version: str = DEFAULT_STATIC_VERSION,
                  cityscapes_root: str | Path | None = None, expected: int | bool | None = None):
@@ -215,7 +242,7 @@ class FishyscapesStaticDataset(FishyscapesBase):
 
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         image_path, label_path, sid = self.files[index]
-        if self.layout == "preprocessed" or image_path is None:
+        if self.layout != "release" or image_path is None:
             sample = super().__getitem__(index)
         else:
             base = read_rgb(image_path).astype(np.int32)
