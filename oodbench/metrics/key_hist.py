@@ -1,16 +1,17 @@
-"""Adaptive two-level histogram of float32 scores per class: the bounded-memory storage of PixelMetricState.
+"""Adaptive paged histogram of float32 scores per class: the bounded-memory storage of PixelMetricState.
 
 Scores become monotone 32-bit keys (the float32 bit pattern, sign-adjusted so that key order is score order).
-Level 1 is a key's top 16 bits (sign, exponent, 7 mantissa bits). Each occupied level-1 bin owns a block of
-2**e fine bins, one per value of the next e bits (e = 16 keeps every float32 value apart), with
-e = clip(m + [bin >= t] - penalty, floor, cap). m is one global level, the largest whose blocks fit the byte
-budget; t, on a binade boundary, is the lowest threshold that lets the bins above it have one more bit within
-the budget (the top of the ranking weighs most in AP); the penalty (one bit per binade outside |x| in
-[2**-16, 2**16)) leaves far tails less, the floor (3 over the float16 range) keeps float16 scores exact.
-Occupancy only grows, so (m, t) only coarsens bins, and a coarser block is the sum of a finer one: the counts
+Level 1 is a key's top 16 bits (sign, exponent, 7 mantissa bits). An occupied level-1 bin keeps the next e bits
+(e = 16 keeps every float32 value apart), e = clip(m + [bin >= t] - penalty, floor, cap); its 2**e fine bins are
+stored in pages of 64, and only pages that hold a pixel take memory, so sparse ranges (the tails, the many
+binades near 0 of a map that crosses zero) cost little and the dense ones get the bits (a max-logit map over both
+signs keeps 28-29 bits where dense blocks per level-1 bin kept 26-27). Level-1 bins with nearly all pages occupied
+are laid out whole, so that counting their pixels skips the page table (``key_kernels``). The level (m, t) is the
+largest m, then the lowest t on a binade boundary, whose page table and occupied pages fit 15/16 of the budget
+(the bins from t up have one more bit: the top of the ranking weighs most in AP); the penalty (one bit per binade
+outside |x| in [2**-16, 2**16)) leaves far tails less, the floor (3 over the float16 range) keeps float16 scores
+exact. Occupancy only grows, so the level only coarsens, and a coarser bin is the sum of finer ones: the counts
 depend only on the pooled pixels, never on their order, sharding or merges.
-Images are counted by compiled passes (``key_kernels``: the first image's level-1 bins, then ``stage``);
-negatives go through uint8 staging counts that are added to the full counts before anything reads or moves them.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .key_kernels import flush, level1_seen, move_blocks, positive_bins, stage
+from .key_kernels import (DENSE, NO_PAGE, PAGE, PAGE_BITS, WORDS, allocate_pages, flush, key_order, mark_bins, mark_pages, mark_pixels,
+                          ordered_nonzero, positive_bins, profile, recount, recount_pages, stage)
 from .score_keys import monotone_keys
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 L1 = 1 << 16
 _HI = np.arange(L1, dtype=np.int64)
 _EXP = ((np.where(_HI >= 0x8000, _HI ^ 0x8000, _HI ^ 0xFFFF)) >> 7) & 0xFF  # float exponent of a level-1 bin
-NONFINITE = _EXP == 0xFF  # inf and NaN: never given a block, so their pixels always reach the slow path
+NONFINITE = _EXP == 0xFF  # inf and NaN: never given a run, so their pixels always reach the slow path
 PENALTY = np.maximum(0, np.maximum(111 - _EXP, _EXP - 142))  # binades below 2**-16 or from 2**16 on
 FLOOR = np.where((_EXP >= 103) & (_EXP <= 142), 3, 0)  # the float16 range (2**-24 up) keeps >= 19 key bits
 
@@ -37,87 +39,136 @@ FLOOR = np.where((_EXP >= 103) & (_EXP <= 142), 3, 0)  # the float16 range (2**-
 class KeyHistogram:
     """Positive and negative pixel counts per fine bin of the monotone key, within ``budget_bytes``."""
 
-    budget_bytes = 62 << 20  # both count arrays and the negatives' uint8 staging; the level-1 tables add 1.8 MiB
-    narrow_limit = 2**31 - 1  # int32 counts while the state holds fewer pixels; then int64 at half the bins
+    budget_bytes = 62 << 20  # page table, counts, staging and page keys; the level-1 tables add 1.3 MiB
+    narrow_limit = 2**31 - 1  # int32 counts while the state holds fewer pixels; then int64
 
     def __init__(self, bits: int):
         self.cap = max(0, bits - 16)  # at most this many bits below level 1 (16: every float32 value apart)
         self.mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF  # keys keep their top ``bits`` bits
         self.dtype = np.dtype(np.int32)
-        self.version = 0  # counts layout changes, for a device copy of the level-1 table
+        self.version = 0  # changes with the page table, for a device copy of it
         self.device_counts: DeviceCounts | None = None
-        self._layout(np.zeros(0, np.int64))
+        self._reset((0, L1), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
 
     # ---- layout -----------------------------------------------------------------------------------------
-    def _capacity(self) -> int:
-        return self.budget_bytes // (2 * self.dtype.itemsize + 1) - 1  # leaves room for the overflow bin
-
-    def _level(self, occupied: np.ndarray) -> tuple[int, int]:
-        """The canonical level of ``occupied``: the largest m, then the lowest t, whose blocks fit 15/16 of the
-        budget (sizes are monotone in both). The rest lets later bins be appended without a new layout."""
-        capacity = self._capacity() * 15 // 16
-
-        def fits(m: int, t: int) -> bool:
-            return int(np.sum(np.left_shift(1, self._exponent(occupied, m, t)))) <= capacity
-
-        lo, hi = 0, self.cap + int(PENALTY.max())
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if fits(mid, L1) else (lo, mid - 1)
-        t_lo, t_hi = 0, L1 // 128
-        while t_lo < t_hi:
-            mid = (t_lo + t_hi) // 2
-            t_lo, t_hi = (t_lo, mid) if fits(lo, mid * 128) else (mid + 1, t_hi)
-        return lo, t_lo * 128
+    def _page_bytes(self) -> int:
+        return PAGE * (2 * self.dtype.itemsize + 1) + 8  # counts, staging, and the page's key (hi, k)
 
     def _exponent(self, his: np.ndarray, m: int, t: int) -> np.ndarray:
         """Block exponent e of level-1 bins at level (m, t)."""
         return np.minimum(np.maximum(m + (his >= t) - PENALTY[his], FLOOR[his]), self.cap)
 
-    def _layout(self, occupied: np.ndarray) -> None:
-        """Empty blocks for the ``occupied`` level-1 bins, in key order, at their canonical level."""
-        self.level = self._level(occupied)
+    def _level(self, his: np.ndarray, finest: np.ndarray, steps: np.ndarray) -> tuple[int, int, np.ndarray]:
+        """The canonical level of pooled pixels whose level-1 bins are ``his``, known down to exponents ``finest``,
+        with ``steps`` (``profile``): the largest m, then the lowest t, whose page table and pages fit 15/16 of
+        the budget and keep no bin finer than known. Returns (m, t, pages per bin of ``his``)."""
+        capacity = self.budget_bytes * 15 // 16
+        above = np.cumsum(steps[:, ::-1], axis=1)[:, ::-1]  # neighbours differing at or above each bit
+        rows = np.arange(his.size)
+
+        def cost(m: int, t: int) -> tuple[bool, np.ndarray]:
+            e = self._exponent(his, m, t)
+            if np.any(e > finest):
+                return False, e
+            pages = 1 + np.where(e > PAGE_BITS, above[rows, np.minimum(16 + PAGE_BITS - e, 16)], 0)
+            table = int(np.sum(np.left_shift(1, np.maximum(e - PAGE_BITS, 0))))
+            return table * 4 + int(pages.sum()) * self._page_bytes() <= capacity, pages
+
+        lo, hi = 0, self.cap + int(PENALTY.max())
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if cost(mid, L1)[0] else (lo, mid - 1)
+        t_lo, t_hi = 0, L1 // 128
+        while t_lo < t_hi:
+            mid = (t_lo + t_hi) // 2
+            t_lo, t_hi = (t_lo, mid) if cost(lo, mid * 128)[0] else (mid + 1, t_hi)
+        return lo, t_lo * 128, cost(lo, t_lo * 128)[1]
+
+    def _reset(self, level: tuple[int, int], his: np.ndarray, e: np.ndarray, pages: int) -> None:
+        """An empty layout: runs of page-table entries for level-1 bins ``his`` at exponents ``e``, and count arrays
+        for ``pages`` pages plus what the rest of the budget holds (reserved; the OS maps them as counts arrive)."""
+        self.level = level
         self.e = np.zeros(L1, np.int64)
-        self.slot = np.full(L1, -1, np.int64)
-        self.blocks = np.zeros(0, np.int64)
+        self.e[his] = e
+        sizes = np.left_shift(1, np.maximum(e - PAGE_BITS, 0))
+        self.run = np.zeros(L1, np.int64)  # 0: no run (entry 0 of the table is a NO_PAGE sentinel)
+        self.run[his] = 1 + np.cumsum(sizes) - sizes
+        self.table_used = 1 + int(sizes.sum())
+        free = self.budget_bytes - self.table_used * 4 - pages * self._page_bytes()
+        spare = max(0, min(free // 8, max(self.table_used // 4, 8192)))  # table entries for bins to come
+        self.ptab = np.full(self.table_used + spare if his.size else 1, NO_PAGE, np.int32)
+        limit = (self.budget_bytes - self.ptab.size * 4) // self._page_bytes() if his.size else 0
+        self.limit = max(limit, pages)
+        self.neg, self.pos = np.zeros(self.limit * PAGE, self.dtype), np.zeros(self.limit * PAGE, self.dtype)
+        self.neg8 = np.zeros(self.limit * PAGE, np.uint8)
+        self.page_hi, self.page_k = np.zeros(self.limit, np.int32), np.zeros(self.limit, np.int32)
         self.used = 0
-        self.neg = self.pos = np.zeros(0, self.dtype)
-        self.neg8 = np.zeros(0, np.uint8)
-        self._append(np.sort(occupied))
-
-    def _relayout(self, occupied: np.ndarray) -> None:
-        """Move the counts into the canonical layout of ``occupied`` (a superset): each block summed down to its
-        new size."""
-        self._flush()
-        blocks = np.sort(self.blocks)
-        old_e, old_slot, pools = self.e[blocks], self.slot[blocks], (self.neg, self.pos)
-        self._layout(occupied)
-        new_e, new_slot = self.e[blocks], self.slot[blocks]
-        assert np.all(old_e >= new_e), "a canonical layout is never finer than an earlier one"
-        for old, new in zip(pools, (self.neg, self.pos)):
-            move_blocks(old, new, old_slot, new_slot, old_e, new_e)
-
-    def _append(self, new: np.ndarray) -> None:
-        """Blocks for ``new`` level-1 bins after the used ones, at the current level; the overflow bin moves last."""
-        e = self._exponent(new, *self.level)
-        sizes = np.left_shift(1, e)
-        self.e[new], self.slot[new] = e, self.used + np.cumsum(sizes) - sizes
-        self.blocks = np.concatenate([self.blocks, new])
-        old, self.used = self.used, self.used + int(sizes.sum())
-        need = self.used + 1  # and the overflow bin
-        if need > self.neg.size:  # the whole budget at once: later appends copy nothing, untouched pages stay unmapped
-            size = self._capacity() + 1 if self.used else need
-            for name in ("neg", "pos", "neg8"):
-                grown = np.zeros(size, getattr(self, name).dtype)
-                grown[:old] = getattr(self, name)[:old]
-                setattr(self, name, grown)
-        else:
-            self.neg[old:need] = self.pos[old:need] = self.neg8[old:need] = 0
+        self.dense = np.zeros(L1, bool)
         self._fast_map()
+
+    def _fast_map(self) -> None:
+        """Per level-1 bin, (start << 6) | DENSE | (16 - e) for the counting passes (``key_kernels``); bins without
+        a run read the sentinel."""
+        self.fast = np.full(L1, 16, np.int32)
+        has = np.flatnonzero(self.run)
+        dense = has[self.dense[has]]
+        self.fast[has] = (self.run[has] << 6) | (16 - self.e[has])
+        self.fast[dense] = (self.ptab[self.run[dense]].astype(np.int64) << 6) | DENSE | (16 - self.e[dense])
+        self.version += 1
+
+    def _densify(self, his: np.ndarray, pages: np.ndarray) -> np.ndarray:
+        """Level-1 bins whose pages are all given, in order, so that counting skips the page table: those with at
+        least 3/4 of their pages occupied, fewest empty pages first, within half the spare pages."""
+        full = np.left_shift(1, np.maximum(self.e[his] - PAGE_BITS, 0))
+        empty = full - pages
+        candidates = np.flatnonzero((full > 1) & (4 * pages >= 3 * full))
+        candidates = candidates[np.argsort(empty[candidates], kind="stable")]
+        spare = (self.limit - int(pages.sum())) // 2
+        return his[candidates[np.cumsum(empty[candidates]) <= spare]]
+
+    def _relayout(self, pixels: tuple | None = None, bins: tuple | None = None) -> bool:
+        """Re-lay the counts, and those of uncounted ``pixels`` (scores, labels) or fine ``bins`` (hi, sub, e, pos,
+        neg), at the canonical level of them all, then count those. False, changing nothing, if a pixel of either
+        class has a NaN/inf score."""
+        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * WORDS, np.uint64)
+        if pixels is not None and not mark_pixels(*pixels, self.mask, seen, bitmap):
+            return False
+        self._flush()
+        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap)
+        finest = np.where(self.run > 0, self.e, 16)
+        if bins is not None:
+            mark_bins(*bins[:3], seen, bitmap)
+            np.minimum.at(finest, bins[0], bins[2])
+        his = np.flatnonzero(seen)
+        m, t, pages = self._level(his, finest[his], profile(bitmap, his))
+        old = (self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e)
+        self._reset((m, t), his, self._exponent(his, m, t), int(pages.sum()))
+        self.dense[self._densify(his, pages)] = True
+        self.used = allocate_pages(bitmap, his, self.e, self.run, self.dense, self.ptab, self.page_hi, self.page_k)
+        self._fast_map()
+        self.used = recount_pages(*old, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,
+                                  self.used)
+        if pixels is not None:
+            assert self._fast(*pixels) is None, "a canonical layout holds every pixel it was computed for"
+        if bins is not None:
+            self.used = recount(*bins, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,
+                                self.used)
+        return True
+
+    def _grow(self, his: np.ndarray) -> bool:
+        """Runs for new level-1 bins at the current level, if the page table has room."""
+        e = self._exponent(his, *self.level)
+        sizes = np.left_shift(1, np.maximum(e - PAGE_BITS, 0))
+        if self.table_used + int(sizes.sum()) > self.ptab.size:
+            return False
+        self.e[his], self.run[his] = e, self.table_used + np.cumsum(sizes) - sizes
+        self.table_used += int(sizes.sum())
+        self._fast_map()
+        return True
 
     def _flush(self) -> None:
         """Add the staging and device counts to the counts (before anything reads or moves them)."""
-        n = min(self.used + 1, self.neg8.size)
+        n = self.used * PAGE
         flush(self.neg8, self.neg, n)
         if self.device_counts is not None:
             self.device_counts.drain(self.neg, self.pos, n)
@@ -125,109 +176,83 @@ class KeyHistogram:
     def __getstate__(self) -> dict:
         """Pickled (e.g. sent between processes) with every count on the host, and only the nonzero bins."""
         self._flush()
-        n = min(self.used + 1, self.neg.size)
-        nonzero = np.flatnonzero(self.neg[:n] | self.pos[:n]).astype(np.int32)  # bins < 2**31 within the budget
-        return {**vars(self), "device_counts": None, "neg": None, "pos": None, "neg8": None,
-                "nonzero": (n, nonzero, self.neg[nonzero], self.pos[nonzero])}
+        n = self.used * PAGE
+        nonzero = np.flatnonzero(self.neg[:n] | self.pos[:n]).astype(np.int32)
+        arrays = ("device_counts", "neg", "pos", "neg8", "page_hi", "page_k", "ptab")
+        return {**vars(self), **dict.fromkeys(arrays), "nonzero": (n, nonzero, self.neg[nonzero], self.pos[nonzero],
+                self.page_hi[: self.used].copy(), self.page_k[: self.used].copy(), self.ptab.size)}
 
     def __setstate__(self, state: dict) -> None:
-        n, nonzero, neg, pos = state.pop("nonzero")
+        n, nonzero, neg, pos, page_hi, page_k, table_size = state.pop("nonzero")
         vars(self).update(state)
-        size = self._capacity() + 1 if self.used else n
-        self.neg, self.pos, self.neg8 = np.zeros(size, self.dtype), np.zeros(size, self.dtype), np.zeros(size, np.uint8)
+        self.neg, self.pos = np.zeros(self.limit * PAGE, self.dtype), np.zeros(self.limit * PAGE, self.dtype)
+        self.neg8 = np.zeros(self.limit * PAGE, np.uint8)
+        self.page_hi, self.page_k = np.zeros(self.limit, np.int32), np.zeros(self.limit, np.int32)
+        self.page_hi[: self.used], self.page_k[: self.used] = page_hi, page_k
+        self.ptab = np.full(table_size, NO_PAGE, np.int32)
+        self.ptab[self.run[page_hi] + page_k] = np.arange(self.used, dtype=np.int64) * PAGE
         self.neg[nonzero], self.pos[nonzero] = neg, pos
 
-    def _fast_map(self) -> None:
-        """Per level-1 bin, (block start << 5) | (16 - e) for the fast path; bins without a block get the overflow
-        bin behind the used ones, whose pixels the fast path hands back."""
-        self.trash = self.used
-        self.fast = np.full(L1, (self.trash << 5) | 16, np.int32)
-        self.fast[self.blocks] = (self.slot[self.blocks] << 5) | (16 - self.e[self.blocks])
-        self.version += 1
-
-    def occupy(self, his: np.ndarray, canonical: bool = False) -> None:
-        """Give blocks to level-1 bins that have none: appended at the current level while the budget holds,
-        else (or if ``canonical``) the state is re-laid at the canonical level of all its bins."""
-        new = np.setdiff1d(his, self.blocks)
-        grown = int(np.sum(np.left_shift(1, self._exponent(new, *self.level))))
-        if new.size and (canonical or self.used + grown > self._capacity()):
-            self._relayout(np.union1d(self.blocks, new))
-        elif new.size:
-            self._append(new)
-        elif canonical:
-            self.canonicalize()
-
     def canonicalize(self) -> None:
-        """Re-lay the state at the canonical level of its bins when appends left it finer (or out of order), so
-        that equal pixels give equal counts whatever order they came in."""
-        level = self._level(self.blocks)
-        if level != self.level or np.any(self.e[self.blocks] != self._exponent(self.blocks, *level)):
-            self._relayout(self.blocks)
-        else:
-            self._sort()
+        """Re-lay the state at the canonical level of its counts when it is finer (pages were added since)."""
+        self._flush()
+        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * WORDS, np.uint64)
+        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap)
+        his = np.flatnonzero(seen)
+        if self._level(his, self.e[his], profile(bitmap, his))[:2] != self.level:
+            self._relayout()
 
     def widen(self) -> None:
-        """Switch to int64 counts at half the bins, so that memory stays within the budget."""
+        """Switch to int64 counts (pages take more bytes: the layout may coarsen to stay within the budget)."""
         if self.dtype != np.int64:
+            self._flush()
+            self.neg, self.pos = self.neg.astype(np.int64), self.pos.astype(np.int64)
             self.dtype = np.dtype(np.int64)
-            self._relayout(self.blocks)
+            self._relayout()
 
     # ---- counting ---------------------------------------------------------------------------------------
-    def scatter(self, hi, sub, e, pos, neg) -> None:
-        """Add counts of fine bins given at resolution ``e`` (not coarser than their block's) to the blocks."""
-        drop = e - self.e[hi]
-        if np.any(drop < 0) or np.any(self.slot[hi] < 0):
-            raise ValueError("counts finer than this state's layout allows: not from a compatible state")
-        fine = self.slot[hi] + (sub >> drop)
-        np.add.at(self.neg, fine, neg.astype(self.dtype))
-        np.add.at(self.pos, fine, pos.astype(self.dtype))
-
     def _fast(self, scores: np.ndarray, labels: np.ndarray, sign: int = 1) -> np.ndarray | None:
-        """Count float32 pixels (labels 0 and 1; others weigh 0) whose level-1 bin has a block; return the
-        indices of the rest, or None. ``sign=-1`` takes a call back."""
+        """Count float32 pixels (labels 0 and 1; others weigh 0) that have or get a page; return the indices of the
+        rest, or None. ``sign=-1`` takes a call back."""
         rest = np.empty(scores.size, np.int64)
-        m = stage(scores, labels, self.fast, self.mask, self.neg8, self.neg, self.pos, self.trash,
-                  sign, rest)
-        self.neg[self.trash] = self.pos[self.trash] = self.neg8[self.trash] = 0
+        m, self.used = stage(scores, labels, self.fast, self.ptab, self.mask, self.neg8, self.neg, self.pos,
+                             self.page_hi, self.page_k, self.used, self.limit, sign, rest)
+        if self.device_counts is not None:
+            self.version += 1  # new pages in the table
         return rest[:m].copy() if m else None
 
     def add(self, scores: np.ndarray, labels: np.ndarray) -> bool:
         """Count float32 pixels with uint8 labels (0 negative, 1 positive, others ignored). Returns False,
         leaving the counts unchanged, when a pixel of either class has a NaN/inf score."""
-        if not self.used:  # the first image lays out the blocks: its level-1 bins in one compiled pass
-            seen = np.zeros(L1, bool)
-            if not level1_seen(scores, labels, self.mask, seen):
-                return False
-            self.occupy(np.flatnonzero(seen))
-        rest = self._fast(scores, labels) if self.used else None
+        if self.table_used <= 1:  # the first image lays out the pages
+            return self._relayout(pixels=(scores, labels))
+        rest = self._fast(scores, labels)
         if rest is None:
             return True
-        rest = rest[labels[rest] <= 1]
         s, lab = scores[rest], labels[rest]
         his = self._level1(s)
         if NONFINITE[his].any():
-            if self.used:
-                self._fast(scores, labels, sign=-1)
+            self._fast(scores, labels, sign=-1)
             return False
         self._add_new(s, lab, his)
         return True
 
     def add_on_device(self, scores: torch.Tensor, labels: np.ndarray) -> bool:
         """``add`` for scores in a torch tensor, counted on its device (``device_counts``); the labels are host
-        uint8 codes. Pixels of level-1 bins without a block come back to the host."""
+        uint8 codes. Pixels without a page come back to the host."""
         import torch
 
         from .device_counts import DeviceCounts
 
         flat = scores.reshape(-1).to(torch.float32)
-        if not self.used:  # the first image lays out the blocks
+        if self.table_used <= 1:  # the first image lays out the pages
             return self.add(flat.cpu().numpy(), labels)
         if self.device_counts is None or self.device_counts.device != scores.device:
             self._flush()
             self.device_counts = DeviceCounts(scores.device)
         counts = self.device_counts
-        counts.sync(self.fast, self.version, self.used + 1)
-        idx, lab, keep, rest = counts.index(flat, labels, self.mask, self.trash)
+        counts.sync(self.fast, self.ptab, self.version, self.used)
+        idx, lab, keep, rest = counts.index(flat, labels, self.mask)
         if rest.size:
             s = flat[torch.from_numpy(rest).to(flat.device)].cpu().numpy()
             his = self._level1(s)
@@ -245,91 +270,82 @@ class KeyHistogram:
         return np.flatnonzero(seen)
 
     def _add_new(self, scores: np.ndarray, labels: np.ndarray, his: np.ndarray) -> None:
-        """Count finite pixels whose level-1 bins ``his`` may have no block yet: blocks first."""
-        self.occupy(his)
-        self._fast(scores, labels)
+        """Count finite pixels that found no page (their level-1 bins ``his`` may have no run yet)."""
+        new = his[self.run[his] == 0]
+        if self.table_used > 1 and (not new.size or self._grow(new)):
+            rest = self._fast(scores, labels)
+            if rest is None:
+                return
+            scores, labels = scores[rest], labels[rest]
+        self._relayout(pixels=(np.ascontiguousarray(scores), np.ascontiguousarray(labels)))
+
+    def merge_bins(self, hi, sub, e, pos, neg) -> None:
+        """Add counts of fine bins given at resolution ``e`` (a canonical state's, so not coarser than the pooled
+        layout) to the state, re-laid at the canonical level of both."""
+        if np.any(e > self.cap) or np.any(e < 0):
+            raise ValueError("counts finer than this state's layout allows: not from a compatible state")
+        bins = tuple(np.ascontiguousarray(a, np.int64) for a in (hi, sub, e, pos, neg))
+        self._relayout(bins=bins)
 
     # ---- reading ----------------------------------------------------------------------------------------
-    def _sort(self) -> None:
-        """Put the blocks in key order (blocks appended since the last layout are out of order): one copy of
-        each run of blocks that stays contiguous."""
-        self._flush()
-        blocks = np.sort(self.blocks)
-        if np.array_equal(blocks, self.blocks):
-            return
-        sizes = np.left_shift(1, self.e[blocks])
-        src, dst = self.slot[blocks], np.cumsum(sizes) - sizes
-        cut = np.flatnonzero(np.r_[True, src[1:] != src[:-1] + sizes[:-1], True])  # runs: contiguous sources
-        for name in ("neg", "pos"):
-            old, new = getattr(self, name), np.zeros(getattr(self, name).size, self.dtype)
-            for a, b in zip(cut[:-1], cut[1:]):
-                new[dst[a]: dst[b - 1] + sizes[b - 1]] = old[src[a]: src[b - 1] + sizes[b - 1]]
-            setattr(self, name, new)
-        self.blocks = blocks
-        self.slot[blocks] = dst
-        self._fast_map()
-
     def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(negatives, positives) per fine bin in ascending key order (views of the canonical layout), and the
-        first bin of each block."""
+        """(negatives, positives) per fine bin of the canonical layout, by position, and the first positions of the
+        pages in ascending key order (bins of pages that no pixel reached are left out)."""
         self.canonicalize()
-        sizes = np.left_shift(1, self.e[self.blocks])
-        return self.neg[: self.used], self.pos[: self.used], np.cumsum(sizes) - sizes
+        his = np.flatnonzero(self.run)
+        return self.neg, self.pos, key_order(his, self.run, self.e, self.ptab)
 
-    def describe(self, fine: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def describe(self, fine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hi, sub, e) of fine bins given as positions from ``counts``."""
-        hi = self.blocks[np.searchsorted(first, fine, side="right") - 1]
-        return hi, fine - self.slot[hi], self.e[hi]
+        page = fine >> PAGE_BITS
+        hi = self.page_hi[page].astype(np.int64)
+        return hi, (self.page_k[page].astype(np.int64) << PAGE_BITS) | (fine & (PAGE - 1)), self.e[hi]
 
     def position(self, key: int) -> int:
-        """Position (as in ``counts``) of the fine bin holding a key; -1 when its level-1 bin has no block."""
+        """Position (as in ``counts``) of the fine bin holding a key; -1 when no pixel's page holds it."""
         hi = key >> 16
-        return int(self.slot[hi] + ((key & 0xFFFF) >> (16 - self.e[hi]))) if self.slot[hi] >= 0 else -1
+        if not self.run[hi]:
+            return -1
+        f = (key & 0xFFFF) >> (16 - int(self.e[hi]))
+        start = int(self.ptab[self.run[hi] + (f >> PAGE_BITS)])
+        return -1 if start == NO_PAGE else start + (f & (PAGE - 1))
 
     def folded_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``counts`` with the bin of -0.0 added to that of +0.0 (equal scores; copies only when both hold)."""
-        neg, pos, first = self.counts()
+        neg, pos, order = self.counts()
         zero, minus = self.position(0x80000000 & self.mask), self.position(0x7FFFFFFF & self.mask)
         if zero >= 0 and minus >= 0 and (neg[minus] or pos[minus]):
             neg, pos = neg.copy(), pos.copy()
             neg[zero] += neg[minus]
             pos[zero] += pos[minus]
             neg[minus] = pos[minus] = 0
-        return neg, pos, first
+        return neg, pos, order
 
-    def edges(self, fine: np.ndarray, first: np.ndarray) -> np.ndarray:
+    def edges(self, fine: np.ndarray) -> np.ndarray:
         """Lowest key of each fine bin (positions from ``counts``); that of +0.0's bin is -0.0's, folded in."""
-        hi, sub, e = self.describe(fine, first)
+        hi, sub, e = self.describe(fine)
         edge = (hi << 16) | (sub << (16 - e))
         minus = self.position(0x7FFFFFFF & self.mask)
         if minus >= 0:
-            m_hi, m_sub, m_e = self.describe(np.array([minus]), first)
+            m_hi, m_sub, m_e = self.describe(np.array([minus]))
             edge[edge == 0x80000000] = (m_hi[0] << 16) | (m_sub[0] << (16 - m_e[0]))
         return edge
 
     def positive_bins(self) -> tuple:
         """Per bin holding positives, in descending key order: position, positives, negatives at it and at or
-        above it (int64); then the number of negatives and the block starts. Other bins change no metric."""
-        neg, pos, first = self.folded_counts()
-        at, count, neg_at, fp, num_neg = positive_bins(neg, pos)
-        return at, count, neg_at, fp, int(num_neg), first
+        above it (int64); then the number of negatives and the pages' key order. Other bins change no metric."""
+        neg, pos, order = self.folded_counts()
+        at, count, neg_at, fp, num_neg = positive_bins(neg, pos, order)
+        return at, count, neg_at, fp, int(num_neg), order
 
     def entries(self) -> tuple:
         """(hi, sub, e, pos, neg) of every nonzero fine bin of the canonical layout, in ascending key order."""
-        self.canonicalize()
-        return self._entries()
-
-    def _entries(self) -> tuple:
-        """(hi, sub, e, pos, neg) of every nonzero fine bin of the current layout as int64 arrays, in key order."""
-        self._sort()
-        sizes = np.left_shift(1, self.e[self.blocks])
-        first = np.cumsum(sizes) - sizes
-        neg, pos = self.neg[: self.used], self.pos[: self.used]
-        nz = np.flatnonzero(neg | pos)
-        return (*self.describe(nz, first), pos[nz].astype(np.int64), neg[nz].astype(np.int64))
+        neg, pos, order = self.counts()
+        nz = ordered_nonzero(neg, pos, order)
+        return (*self.describe(nz), self.pos[nz].astype(np.int64), self.neg[nz].astype(np.int64))
 
     def nbytes(self) -> int:
-        """Bytes held by the count arrays (reserved at the budget's size once blocks exist; the OS maps their pages
-        as counts arrive) and the level-1 tables."""
-        return sum(a.nbytes for a in (self.neg, self.pos, self.neg8, self.e, self.slot, self.fast,
-                                       self.blocks))
+        """Bytes held by the page table, the count arrays (reserved at the budget's size once pages exist; the OS
+        maps them as counts arrive) and the level-1 tables."""
+        return sum(a.nbytes for a in (self.neg, self.pos, self.neg8, self.page_hi, self.page_k, self.ptab,
+                                       self.e, self.run, self.fast, self.dense))

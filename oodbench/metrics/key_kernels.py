@@ -1,25 +1,38 @@
-"""Compiled (numba) inner loops of the pixel histogram: one pass per image, no temporaries.
+"""Compiled (numba) inner loops of the paged pixel histogram: one pass per image, no temporaries.
 
+A pixel's fine bin is found through ``fast``, per level-1 bin (start << 6) | DENSE | dropped key bits: a dense bin's
+pages are all given, in order, and start at ``start``; otherwise ``start`` is the bin's run in ``ptab``, which
+holds per page of PAGE fine bins the page's first count or NO_PAGE. A page is given its counts the first time a
+pixel lands in it (while ``limit`` allows).
 In-distribution pixels (most of a split) are counted first in a uint8 staging array that carries into the full
-counts every 256 pixels of a bin. It is a quarter of the counts' size, so the random increments of a frame
-mostly hit the CPU cache: the pass is about 3x faster than counting into int32 directly (2e7 pixels, 2 cores).
+counts every 256 pixels of a bin: the random increments of a frame mostly hit the CPU cache.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
 
-
 CHUNK = 4096  # pixels whose negative bins are gathered before they are counted
+PAGE_BITS = 6
+PAGE = 1 << PAGE_BITS
+WORDS = (1 << (16 - PAGE_BITS)) // 64  # bitmap words per level-1 bin (one bit per page at full resolution)
+NO_PAGE = -1
+DENSE = 32
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _key(bits_i, mask):
+    u = np.int64(bits_i) & 0xFFFFFFFF
+    key = ((~u) & 0xFFFFFFFF) if u >= 0x80000000 else (u | 0x80000000)
+    return key & mask
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def stage(scores, labels, fast, mask, neg8, neg, pos, trash, sign, rest):
+def stage(scores, labels, fast, ptab, mask, neg8, neg, pos, page_hi, page_k, used, limit, sign, rest):
     """Count float32 ``scores`` with uint8 ``labels`` (0 negative, 1 positive, others skipped) into their fine
-    bins (``fast``: per level-1 bin, (block start << 5) | dropped key bits), negatives through the staging array;
-    ``sign`` = +1 to add, -1 to take back. Pixels of level-1 bins without a block land in ``trash``; their
-    indices are written to ``rest`` and their number is returned. The negatives' bins of a chunk are found
-    first and counted in a second tight loop, which keeps more random increments in flight."""
+    bins, negatives through the staging array; ``sign`` = +1 to add (giving pages to pixels that need one while
+    fewer than ``limit`` are used), -1 to take back. Pixels left uncounted (level-1 bin without a run, or no page
+    left) have their indices written to ``rest``. Returns (number of those, pages used)."""
     bits = scores.view(np.int32)
     step = np.uint8(1) if sign > 0 else np.uint8(255)
     wrap = np.uint8(0) if sign > 0 else np.uint8(255)
@@ -32,15 +45,25 @@ def stage(scores, labels, fast, mask, neg8, neg, pos, trash, sign, rest):
             lab = labels[i]
             if lab > 1:
                 continue
-            u = np.int64(bits[i]) & 0xFFFFFFFF
-            key = ((~u) & 0xFFFFFFFF) if u >= 0x80000000 else (u | 0x80000000)
-            key &= mask
+            key = _key(bits[i], mask)
             code = np.int64(fast[key >> 16])
-            start = code >> 5
-            idx = start + ((key & 0xFFFF) >> (code & 31))
-            if start == trash:
-                rest[m] = i
-                m += 1
+            f = (key & 0xFFFF) >> (code & 31)
+            if code & DENSE:
+                idx = (code >> 6) + f
+            else:
+                slot = (code >> 6) + (f >> PAGE_BITS)
+                start = np.int64(ptab[slot])
+                if start == NO_PAGE:
+                    if code >> 6 == 0 or used >= limit or sign < 0:
+                        rest[m] = i
+                        m += 1
+                        continue
+                    start = used * PAGE
+                    ptab[slot] = start
+                    page_hi[used] = key >> 16
+                    page_k[used] = f >> PAGE_BITS
+                    used += 1
+                idx = start + (f & (PAGE - 1))
             if lab == 0:
                 chunk[k] = idx
                 k += 1
@@ -52,13 +75,66 @@ def stage(scores, labels, fast, mask, neg8, neg, pos, trash, sign, rest):
             neg8[idx] = c
             if c == wrap:
                 neg[idx] += carry
-    return m
+    return m, used
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def level1_seen(scores, labels, mask, seen):
-    """Mark in ``seen`` the level-1 bins (top 16 key bits) of pixels with labels 0 or 1; return whether all
-    those scores are finite (an exponent of all ones is inf or NaN)."""
+def recount(hi, sub, e, pos, neg, run, new_e, ptab, new_neg, new_pos, page_hi, page_k, used):
+    """Add counts given per fine bin (level-1 bin ``hi``, index ``sub`` at resolution ``e``, not coarser than the
+    layout's) to the layout of ``run``/``new_e``/``ptab``, giving pages as needed; returns the pages used."""
+    for i in range(hi.size):
+        if pos[i] == 0 and neg[i] == 0:
+            continue
+        f = sub[i] >> (e[i] - new_e[hi[i]])
+        slot = run[hi[i]] + (f >> PAGE_BITS)
+        start = np.int64(ptab[slot])
+        if start == NO_PAGE:
+            start = used * PAGE
+            ptab[slot] = start
+            page_hi[used] = hi[i]
+            page_k[used] = f >> PAGE_BITS
+            used += 1
+        idx = start + (f & (PAGE - 1))
+        new_neg[idx] += neg[i]
+        new_pos[idx] += pos[i]
+    return used
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def recount_pages(neg, pos, page_hi, page_k, used, e, run, new_e, ptab, new_neg, new_pos, new_hi, new_k, new_used):
+    """``recount`` of the pages of another layout (exponents ``e`` per level-1 bin) that hold a pixel: a page lands
+    in one page of the new layout, as the new one is not finer. Returns the new layout's pages used."""
+    for p in range(used):
+        b = p * PAGE
+        empty = True
+        for j in range(PAGE):
+            if neg[b + j] != 0 or pos[b + j] != 0:
+                empty = False
+                break
+        if empty:
+            continue
+        h = page_hi[p]
+        drop = e[h] - new_e[h]
+        f0 = (np.int64(page_k[p]) << PAGE_BITS) >> drop
+        slot = run[h] + (f0 >> PAGE_BITS)
+        start = np.int64(ptab[slot])
+        if start == NO_PAGE:
+            start = new_used * PAGE
+            ptab[slot] = start
+            new_hi[new_used] = h
+            new_k[new_used] = f0 >> PAGE_BITS
+            new_used += 1
+        base = start + (f0 & (PAGE - 1))
+        for j in range(PAGE):
+            new_neg[base + (j >> drop)] += neg[b + j]
+            new_pos[base + (j >> drop)] += pos[b + j]
+    return new_used
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def mark_pixels(scores, labels, mask, seen, bitmap):
+    """Mark the level-1 bin (``seen``) and full-resolution page (``bitmap``, one bit per PAGE keys) of every pixel
+    with label 0 or 1; return whether all those scores are finite (an exponent of all ones is inf or NaN)."""
     bits = scores.view(np.int32)
     finite = True
     for i in range(scores.size):
@@ -67,15 +143,153 @@ def level1_seen(scores, labels, mask, seen):
         u = np.int64(bits[i]) & 0xFFFFFFFF
         if (u >> 23) & 0xFF == 0xFF:
             finite = False
-        key = ((~u) & 0xFFFFFFFF) if u >= 0x80000000 else (u | 0x80000000)
-        seen[(key & mask) >> 16] = True
+            continue
+        key = _key(bits[i], mask)
+        seen[key >> 16] = True
+        page = key >> PAGE_BITS
+        bitmap[page >> 6] |= np.uint64(1) << np.uint64(page & 63)
     return finite
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
+def mark_bins(hi, sub, e, seen, bitmap):
+    """``mark_pixels`` for fine bins (``sub`` at resolution ``e``): each marks the first page its bin covers."""
+    for i in range(hi.size):
+        seen[hi[i]] = True
+        page = (np.int64(hi[i]) << (16 - PAGE_BITS)) | ((np.int64(sub[i]) << (16 - e[i])) >> PAGE_BITS)
+        bitmap[page >> 6] |= np.uint64(1) << np.uint64(page & 63)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def mark_pages(neg, pos, page_hi, page_k, used, e, seen, bitmap):
+    """``mark_bins`` for the nonzero pages of a layout (exponents ``e`` per level-1 bin)."""
+    for p in range(used):
+        nonzero = False
+        for j in range(p * PAGE, p * PAGE + PAGE):
+            if neg[j] != 0 or pos[j] != 0:
+                nonzero = True
+                break
+        if not nonzero:
+            continue
+        h = np.int64(page_hi[p])
+        seen[h] = True
+        page = (h << (16 - PAGE_BITS)) | (np.int64(page_k[p]) << (16 - e[h]))
+        bitmap[page >> 6] |= np.uint64(1) << np.uint64(page & 63)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def profile(bitmap, his):
+    """Per level-1 bin of ``his``: counts of neighbouring marked pages by the highest key bit (of 16) in which they
+    differ, so that the pages occupied at any coarser resolution are 1 + the counts at and above its shift."""
+    out = np.zeros((his.size, 17), np.int64)
+    for i in range(his.size):
+        base = np.int64(his[i]) * WORDS
+        prev = -1
+        for w in range(WORDS):
+            word = bitmap[base + w]
+            while word:
+                low = word & (~word + np.uint64(1))
+                b = 0
+                x = low
+                while x > np.uint64(1):
+                    x >>= np.uint64(1)
+                    b += 1
+                page = w * 64 + b
+                if prev >= 0:
+                    diff = page ^ prev
+                    top = 0
+                    while diff > 1:
+                        diff >>= 1
+                        top += 1
+                    out[i, top + PAGE_BITS] += 1
+                prev = page
+                word ^= low
+    return out
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def allocate_pages(bitmap, his, e, run, dense, ptab, page_hi, page_k):
+    """Give pages, in ascending key order, to every page of the layout (exponents ``e``, runs ``run``) that holds a
+    page marked in ``bitmap``, and to every page of ``dense`` level-1 bins; returns the pages used."""
+    used = 0
+    for h in his:
+        if dense[h]:
+            for k in range(1 << max(e[h] - PAGE_BITS, 0)):
+                ptab[run[h] + k] = used * PAGE
+                page_hi[used] = h
+                page_k[used] = k
+                used += 1
+            continue
+        base = np.int64(h) * WORDS
+        shift = 16 - e[h]
+        prev = -1
+        for w in range(WORDS):
+            word = bitmap[base + w]
+            while word:
+                low = word & (~word + np.uint64(1))
+                b = 0
+                x = low
+                while x > np.uint64(1):
+                    x >>= np.uint64(1)
+                    b += 1
+                k = (w * 64 + b) >> shift
+                if k != prev:
+                    ptab[run[h] + k] = used * PAGE
+                    page_hi[used] = h
+                    page_k[used] = k
+                    used += 1
+                    prev = k
+                word ^= low
+    return used
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def key_order(his, run, e, ptab):
+    """First counts of the pages in ascending key order: the runs of level-1 bins ``his`` (ascending), in order."""
+    n = 0
+    for h in his:
+        for j in range(1 << max(e[h] - PAGE_BITS, 0)):
+            if ptab[run[h] + j] != NO_PAGE:
+                n += 1
+    out = np.empty(n, np.int64)
+    n = 0
+    for h in his:
+        for j in range(1 << max(e[h] - PAGE_BITS, 0)):
+            start = ptab[run[h] + j]
+            if start != NO_PAGE:
+                out[n] = start
+                n += 1
+    return out
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def ordered_nonzero(neg, pos, starts):
+    """Positions of the nonzero bins in ascending key order (``starts``: the pages in key order)."""
+    n = 0
+    for s in starts:
+        for i in range(s, s + PAGE):
+            if neg[i] != 0 or pos[i] != 0:
+                n += 1
+    out = np.empty(n, np.int64)
+    n = 0
+    for s in starts:
+        for i in range(s, s + PAGE):
+            if neg[i] != 0 or pos[i] != 0:
+                out[n] = i
+                n += 1
+    return out
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
 def flush(staged, counts, n):
-    """Add the first ``n`` staging counts to ``counts`` and clear them."""
-    for i in range(n):
+    """Add the first ``n`` staging counts to ``counts`` and clear them (eight at a time where all are zero)."""
+    words = staged[: n - n % 8].view(np.uint64)
+    for w in range(words.size):
+        if words[w]:
+            for i in range(8 * w, 8 * w + 8):
+                counts[i] += staged[i]
+            words[w] = 0
+    for i in range(n - n % 8, n):
         c = staged[i]
         if c:
             counts[i] += c
@@ -83,39 +297,25 @@ def flush(staged, counts, n):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def positive_bins(neg, pos):
-    """Per bin holding positives, in descending bin order: its position, positives, negatives at it, and
-    negatives at or above it (int64); then the total of negatives. One pass over the bins from the top."""
+def positive_bins(neg, pos, starts):
+    """Per bin holding positives, in descending key order (``starts``: the pages in ascending key order): its
+    position, positives, negatives at it, and negatives at or above it (int64); then the total of negatives.
+    One pass over the bins from the top."""
     k = 0
-    for i in range(pos.size):
-        if pos[i]:
-            k += 1
+    for s in starts:
+        for i in range(s, s + PAGE):
+            if pos[i]:
+                k += 1
     at = np.empty(k, np.int64)
     p = np.empty(k, np.int64)
     n_at = np.empty(k, np.int64)
     fp = np.empty(k, np.int64)
     total = 0
     j = 0
-    for i in range(pos.size - 1, -1, -1):
-        total += neg[i]
-        if pos[i]:
-            at[j], p[j], n_at[j], fp[j] = i, pos[i], neg[i], total
-            j += 1
+    for q in range(starts.size - 1, -1, -1):
+        for i in range(starts[q] + PAGE - 1, starts[q] - 1, -1):
+            total += neg[i]
+            if pos[i]:
+                at[j], p[j], n_at[j], fp[j] = i, pos[i], neg[i], total
+                j += 1
     return at, p, n_at, fp, total
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
-def move_blocks(old, new, old_start, new_start, old_e, new_e):
-    """Copy each block of 2**old_e bins from ``old`` to ``new`` summed down to 2**new_e bins (new_e <= old_e)."""
-    for b in range(old_start.size):
-        drop = old_e[b] - new_e[b]
-        src, dst = old_start[b], new_start[b]
-        if drop == 0:
-            new[dst: dst + (1 << new_e[b])] = old[src: src + (1 << new_e[b])]
-            continue
-        for j in range(1 << new_e[b]):
-            total = old[src]
-            for t in range(1, 1 << drop):
-                total += old[src + t]
-            new[dst + j] = total
-            src += 1 << drop

@@ -17,6 +17,7 @@ import numpy as np
 from ..data.base import ID_LABEL, IGNORE_LABEL, OOD_LABEL
 from ..errors import LabelError, ScoreError
 from .key_hist import KeyHistogram
+from .key_kernels import ordered_nonzero
 
 __all__ = ["PixelMetricState", "pixel_metrics"]
 
@@ -120,8 +121,8 @@ class PixelMetricState:
 
     Scores are cast to float32 and binned by their bit pattern (``key_hist.KeyHistogram``, under 64 MiB):
     each bin keeps the top r of 32 key bits, r = 32 (one float32 value per bin, so the metrics are exact) where
-    the occupied score range is narrow, e.g. all scores in [0.90, 0.91]; wide ranges get r = 26-29 (probability
-    maps over (0, 1): 29). Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
+    the occupied score range is narrow, e.g. all scores in [0.90, 0.91]; wide ranges get r = 28-29 where the
+    pixels are dense (probability maps over (0, 1), max-logit maps over both signs) and fewer in sparse tails. Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
     key bits of a bin where that can change a metric. float16 scores are always exact (>= 19 bits over the
     float16 range). ``bits`` caps r (9..32; 19 and up keep float16 scores exact). Merged or sharded
     states hold the same counts as one state over all pixels, in any order.
@@ -182,33 +183,32 @@ class PixelMetricState:
         hi, _, _, pos, neg = entries
         n = int(pos.sum() + neg.sum())
         self._reserve(n)
-        self._hist.occupy(np.unique(hi), canonical=True)  # not finer than the entries: they are canonical
-        self._hist.scatter(*entries)
+        self._hist.merge_bins(*entries)
         self._total += n
 
     def descending_bins(self, edges: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(lowest key, positives, negatives) per nonzero bin in descending score order (keys None if not asked)."""
-        neg, pos, first = self._hist.folded_counts()
-        nz = np.flatnonzero(neg | pos)[::-1]
-        return self._hist.edges(nz, first) if edges else None, pos[nz].astype(np.int64), neg[nz].astype(np.int64)
+        neg, pos, order = self._hist.folded_counts()
+        nz = ordered_nonzero(neg, pos, order)[::-1]
+        return self._hist.edges(nz) if edges else None, pos[nz].astype(np.int64), neg[nz].astype(np.int64)
 
     def compute(self) -> dict:
         """auroc, ap, fpr95 (floats, NaN when undefined), num_pos, num_neg and resolution_bits (ints): the
         fewest key bits kept by a bin holding a positive and another pixel, the only bins whose width can
         change a metric (32: each is one float32 value, so the metrics are exact for the float32 scores)."""
-        at, pos, neg_at, fp, num_neg, first = self._hist.positive_bins()
+        at, pos, neg_at, fp, num_neg, _ = self._hist.positive_bins()
         out = summarize(pos, np.cumsum(pos), fp, neg_at, num_neg)
-        out["resolution_bits"] = self._resolution_bits(at, pos, neg_at, first)
+        out["resolution_bits"] = self._resolution_bits(at, pos, neg_at)
         return out
 
     def resolution_bits(self) -> int:
         """``compute``'s resolution_bits alone (e.g. for conventions that read these counts by other rules)."""
-        at, pos, neg_at, _, _, first = self._hist.positive_bins()
-        return self._resolution_bits(at, pos, neg_at, first)
+        at, pos, neg_at, _, _, _ = self._hist.positive_bins()
+        return self._resolution_bits(at, pos, neg_at)
 
-    def _resolution_bits(self, at: np.ndarray, pos: np.ndarray, neg_at: np.ndarray, first: np.ndarray) -> int:
+    def _resolution_bits(self, at: np.ndarray, pos: np.ndarray, neg_at: np.ndarray) -> int:
         tied = at[pos + neg_at > 1]  # bins where a coarser bin can change a metric
-        return min(16 + int(self._hist.describe(tied, first)[2].min()), self.bits) if tied.size else 32
+        return min(16 + int(self._hist.describe(tied)[2].min()), self.bits) if tied.size else 32
 
     def threshold_at_tpr(self, tpr: float) -> float:
         """Score threshold t of the first bin (scanning down) whose TPR reaches ``tpr``: its lower edge, so
@@ -217,22 +217,22 @@ class PixelMetricState:
         is -0.0 or just below 0."""
         if not 0.0 < tpr <= 1.0:
             raise ValueError(f"tpr={tpr}: use a rate in (0, 1]")
-        at, pos, _, _, _, first = self._hist.positive_bins()
+        at, pos, _, _, _, _ = self._hist.positive_bins()
         if not at.size:
             return float("nan")
         tp = np.cumsum(pos)
-        return _as_float(int(self._hist.edges(at[[_first_reaching(tp, int(tp[-1]), tpr)]], first)[0]))
+        return _as_float(int(self._hist.edges(at[[_first_reaching(tp, int(tp[-1]), tpr)]])[0]))
 
     def threshold_at_best_f1(self) -> tuple[float, float]:
         """(t, F1): the lower edge of the bin where pixel F1 of ``score >= t`` is largest (the first such bin
         scanning down), and that F1. (NaN, NaN) without positives."""
-        at, pos, _, fp, _, first = self._hist.positive_bins()
+        at, pos, _, fp, _, _ = self._hist.positive_bins()
         if not at.size:
             return float("nan"), float("nan")
         tp = np.cumsum(pos)
         f1 = 2 * tp / (tp + fp + tp[-1])
         best = int(np.argmax(f1))
-        return _as_float(int(self._hist.edges(at[[best]], first)[0])), float(f1[best])
+        return _as_float(int(self._hist.edges(at[[best]])[0])), float(f1[best])
 
     def curves(self, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
         """ROC (fpr, tpr) and PR (recall, precision) curves thinned to about ``max_points`` points spread
