@@ -1,17 +1,13 @@
-"""Adaptive paged histogram of float32 scores per class: the bounded-memory storage of PixelMetricState.
+"""Paged histogram of float32 scores per class: the bounded-memory storage of PixelMetricState.
 
-Scores become monotone 32-bit keys (the float32 bit pattern, sign-adjusted so that key order is score order).
-Level 1 is a key's top 16 bits (sign, exponent, 7 mantissa bits). An occupied level-1 bin keeps the next e bits
-(e = 16 keeps every float32 value apart), e = clip(m + [bin >= t] - penalty, floor, cap); its 2**e fine bins are
-stored in pages of 64, and only pages that hold a pixel take memory, so sparse ranges (the tails, the many
-binades near 0 of a map that crosses zero) cost little and the dense ones get the bits (a max-logit map over both
-signs keeps 28-29 bits where dense blocks per level-1 bin kept 26-27). Level-1 bins with nearly all pages occupied
-are laid out whole, so that counting their pixels skips the page table (``key_kernels``). The level (m, t) is the
-largest m, then the lowest t on a binade boundary, whose page table and occupied pages fit 15/16 of the budget
-(the bins from t up have one more bit: the top of the ranking weighs most in AP); the penalty (one bit per binade
-outside |x| in [2**-16, 2**16)) leaves far tails less, the floor (3 over the float16 range) keeps float16 scores
-exact. Occupancy only grows, so the level only coarsens, and a coarser bin is the sum of finer ones: the counts
-depend only on the pooled pixels, never on their order, sharding or merges.
+Scores become monotone 32-bit keys (the float32 bit pattern, sign-adjusted so that key order is score order). An
+occupied level-1 bin (a key's top 16 bits) keeps e more bits (``page_levels``: e = 16 keeps every float32 value
+apart); its 2**e fine bins are stored in pages of 64, and only pages that hold a pixel take memory, so sparse
+ranges (the tails, the many binades near 0 of a map that crosses zero) cost little and the dense ones get the
+bits (a max-logit map over both signs keeps 28-29 where one dense block per level-1 bin kept 26-27). Level-1 bins
+with nearly all pages occupied are laid out whole, so that counting their pixels skips the page table
+(``key_kernels``). Occupancy only grows, so the level only coarsens, and a coarser bin is the sum of finer ones:
+the counts depend only on the pooled pixels, never on their order, sharding or merges.
 """
 from __future__ import annotations
 
@@ -19,22 +15,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .key_kernels import (DENSE, NO_PAGE, PAGE, PAGE_BITS, WORDS, allocate_pages, flush, key_order, mark_bins, mark_pages, mark_pixels,
-                          ordered_nonzero, positive_bins, profile, recount, recount_pages, stage)
+from .key_kernels import DENSE, NO_PAGE, PAGE, PAGE_BITS, WORDS, flush, recount, recount_pages, stage
+from .page_kernels import (allocate_pages, key_order, mark_bins, mark_pages, mark_pixels, ordered_nonzero, positive_bins,
+                           profile)
+from .page_levels import L1, NONFINITE, canonical_level, dense_bins, exponent
 from .score_keys import monotone_keys
 
 if TYPE_CHECKING:
     import torch
 
     from .device_counts import DeviceCounts
-
-L1 = 1 << 16
-_HI = np.arange(L1, dtype=np.int64)
-_EXP = ((np.where(_HI >= 0x8000, _HI ^ 0x8000, _HI ^ 0xFFFF)) >> 7) & 0xFF  # float exponent of a level-1 bin
-NONFINITE = _EXP == 0xFF  # inf and NaN: never given a run, so their pixels always reach the slow path
-PENALTY = np.maximum(0, np.maximum(111 - _EXP, _EXP - 142))  # binades below 2**-16 or from 2**16 on
-FLOOR = np.where((_EXP >= 103) & (_EXP <= 142), 3, 0)  # the float16 range (2**-24 up) keeps >= 19 key bits
-
 
 class KeyHistogram:
     """Positive and negative pixel counts per fine bin of the monotone key, within ``budget_bytes``."""
@@ -55,34 +45,10 @@ class KeyHistogram:
         return PAGE * (2 * self.dtype.itemsize + 1) + 8  # counts, staging, and the page's key (hi, k)
 
     def _exponent(self, his: np.ndarray, m: int, t: int) -> np.ndarray:
-        """Block exponent e of level-1 bins at level (m, t)."""
-        return np.minimum(np.maximum(m + (his >= t) - PENALTY[his], FLOOR[his]), self.cap)
+        return exponent(his, m, t, self.cap)
 
     def _level(self, his: np.ndarray, finest: np.ndarray, steps: np.ndarray) -> tuple[int, int, np.ndarray]:
-        """The canonical level of pooled pixels whose level-1 bins are ``his``, known down to exponents ``finest``,
-        with ``steps`` (``profile``): the largest m, then the lowest t, whose page table and pages fit 15/16 of
-        the budget and keep no bin finer than known. Returns (m, t, pages per bin of ``his``)."""
-        capacity = self.budget_bytes * 15 // 16
-        above = np.cumsum(steps[:, ::-1], axis=1)[:, ::-1]  # neighbours differing at or above each bit
-        rows = np.arange(his.size)
-
-        def cost(m: int, t: int) -> tuple[bool, np.ndarray]:
-            e = self._exponent(his, m, t)
-            if np.any(e > finest):
-                return False, e
-            pages = 1 + np.where(e > PAGE_BITS, above[rows, np.minimum(16 + PAGE_BITS - e, 16)], 0)
-            table = int(np.sum(np.left_shift(1, np.maximum(e - PAGE_BITS, 0))))
-            return table * 4 + int(pages.sum()) * self._page_bytes() <= capacity, pages
-
-        lo, hi = 0, self.cap + int(PENALTY.max())
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            lo, hi = (mid, hi) if cost(mid, L1)[0] else (lo, mid - 1)
-        t_lo, t_hi = 0, L1 // 128
-        while t_lo < t_hi:
-            mid = (t_lo + t_hi) // 2
-            t_lo, t_hi = (t_lo, mid) if cost(lo, mid * 128)[0] else (mid + 1, t_hi)
-        return lo, t_lo * 128, cost(lo, t_lo * 128)[1]
+        return canonical_level(his, finest, steps, self.cap, self.budget_bytes * 15 // 16, self._page_bytes())
 
     def _reset(self, level: tuple[int, int], his: np.ndarray, e: np.ndarray, pages: int) -> None:
         """An empty layout: runs of page-table entries for level-1 bins ``his`` at exponents ``e``, and count arrays
@@ -116,16 +82,6 @@ class KeyHistogram:
         self.fast[dense] = (self.ptab[self.run[dense]].astype(np.int64) << 6) | DENSE | (16 - self.e[dense])
         self.version += 1
 
-    def _densify(self, his: np.ndarray, pages: np.ndarray) -> np.ndarray:
-        """Level-1 bins whose pages are all given, in order, so that counting skips the page table: those with at
-        least 3/4 of their pages occupied, fewest empty pages first, within half the spare pages."""
-        full = np.left_shift(1, np.maximum(self.e[his] - PAGE_BITS, 0))
-        empty = full - pages
-        candidates = np.flatnonzero((full > 1) & (4 * pages >= 3 * full))
-        candidates = candidates[np.argsort(empty[candidates], kind="stable")]
-        spare = (self.limit - int(pages.sum())) // 2
-        return his[candidates[np.cumsum(empty[candidates]) <= spare]]
-
     def _relayout(self, pixels: tuple | None = None, bins: tuple | None = None) -> bool:
         """Re-lay the counts, and those of uncounted ``pixels`` (scores, labels) or fine ``bins`` (hi, sub, e, pos,
         neg), at the canonical level of them all, then count those. False, changing nothing, if a pixel of either
@@ -143,7 +99,7 @@ class KeyHistogram:
         m, t, pages = self._level(his, finest[his], profile(bitmap, his))
         old = (self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e)
         self._reset((m, t), his, self._exponent(his, m, t), int(pages.sum()))
-        self.dense[self._densify(his, pages)] = True
+        self.dense[dense_bins(his, self.e[his], pages, self.limit)] = True
         self.used = allocate_pages(bitmap, his, self.e, self.run, self.dense, self.ptab, self.page_hi, self.page_k)
         self._fast_map()
         self.used = recount_pages(*old, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,

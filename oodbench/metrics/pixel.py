@@ -17,7 +17,7 @@ import numpy as np
 from ..data.base import ID_LABEL, IGNORE_LABEL, OOD_LABEL
 from ..errors import LabelError, ScoreError
 from .key_hist import KeyHistogram
-from .key_kernels import ordered_nonzero
+from .page_kernels import ordered_nonzero
 
 __all__ = ["PixelMetricState", "pixel_metrics"]
 
@@ -122,7 +122,8 @@ class PixelMetricState:
     Scores are cast to float32 and binned by their bit pattern (``key_hist.KeyHistogram``, under 64 MiB):
     each bin keeps the top r of 32 key bits, r = 32 (one float32 value per bin, so the metrics are exact) where
     the occupied score range is narrow, e.g. all scores in [0.90, 0.91]; wide ranges get r = 28-29 where the
-    pixels are dense (probability maps over (0, 1), max-logit maps over both signs) and fewer in sparse tails. Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
+    pixels are dense (probability maps over (0, 1), max-logit maps over both signs) and fewer in sparse tails.
+    Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
     key bits of a bin where that can change a metric. float16 scores are always exact (>= 19 bits over the
     float16 range). ``bits`` caps r (9..32; 19 and up keep float16 scores exact). Merged or sharded
     states hold the same counts as one state over all pixels, in any order.
