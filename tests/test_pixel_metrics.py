@@ -273,6 +273,18 @@ def test_state_memory_is_bounded():
     got = state.compute()
     assert_close(got, sklearn_metrics(labels, cut_to_bins(state, scores)), 1e-12)
     assert got["num_pos"] + got["num_neg"] == np.count_nonzero(labels != 255)
+    wide = state_of(labels, scores, WideState)  # int64 counts past 2**31 pixels: one page per level-1 bin still fits
+    assert wide._hist.dtype == np.int64 and (wide._hist.run > 0).sum() > 65_000
+    assert array_bytes(wide) == wide.nbytes() < 64 * MiB
+    assert_close(wide.compute(), sklearn_metrics(labels, cut_to_bins(wide, scores)), 1e-12)
+
+
+class WideHist(KeyHistogram):
+    narrow_limit = 1_000  # int64 counts from 1,000 pixels on, at the real budget
+
+
+class WideState(PixelMetricState):
+    _histogram = WideHist
 
 
 @pytest.mark.parametrize("exact", [True, False])
@@ -406,6 +418,35 @@ def test_an_image_refused_at_the_narrow_limit_changes_nothing():
     same_state(state, SmallState.from_state_dict(before))
     state.update(labels, scores)  # the same image without the NaN: now int64
     assert state._hist.dtype == np.int64
+
+
+def test_an_empty_page_of_minus_zero_changes_no_threshold():
+    """A refused image can leave a page for -0.0 behind; thresholds and edges depend on counts only."""
+    labels = np.array([1, 1, 0, 0, 0], np.uint8)
+    scores = np.array([0.0, 0.0, 1.0, -1e-42, -2.0], np.float32)
+    plain, refused = state_of(labels, scores), state_of(labels, scores)
+    with pytest.raises(ScoreError):
+        refused.update(np.array([0, 0], np.uint8), np.array([-0.0, np.nan], np.float32))
+    assert refused.threshold_at_tpr(0.95) == plain.threshold_at_tpr(0.95)
+    np.testing.assert_array_equal(refused.descending_bins()[0], plain.descending_bins()[0])
+    same_state(refused, plain)
+
+
+def test_state_dict_with_bins_of_nan_scores_is_refused():
+    d = {"bits": np.array(32), "index": np.array([(0xFFC00000 << 5) | 16]), "pos": np.array([0]), "neg": np.array([1])}
+    with pytest.raises(ValueError, match="NaN/inf"):
+        PixelMetricState.from_state_dict(d)
+    state = state_of(*family_map("smooth", 0, (16, 32)))
+    with pytest.raises(ValueError, match="NaN/inf"):
+        state.merge(_raw_state(d))
+    assert state._hist.dtype == np.int32  # a refused merge widens nothing
+
+
+def _raw_state(d):
+    """A state holding ``d``'s bins without the checks of from_state_dict (as a corrupt pickle would)."""
+    state = PixelMetricState(int(d["bits"]))
+    state._hist.entries = lambda: (np.array([0xFFC0]), np.array([0]), np.array([16]), np.array([0]), np.array([1]))
+    return state
 
 
 def test_a_pickled_state_carries_only_its_nonzero_bins_and_keeps_counting():

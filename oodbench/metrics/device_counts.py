@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .key_kernels import DENSE, PAGE, PAGE_BITS
+from .key_kernels import DENSE
 
 
 class DeviceCounts:
@@ -24,18 +24,18 @@ class DeviceCounts:
         self.counts = torch.zeros(0, dtype=torch.int64, device=device)  # bins x (negatives, positives), flat
         self.pending = False
 
-    def sync(self, fast: np.ndarray, ptab: np.ndarray, version: int, pages: int) -> None:
+    def sync(self, fast: np.ndarray, ptab: np.ndarray, version: int, bins: int) -> None:
         """Upload the tables of a new layout; grow the counts (pages added keep their positions)."""
         if version != self.version:
             self.fast = torch.from_numpy(fast.astype(np.int64)).to(self.device)
             self.ptab = torch.from_numpy(ptab.astype(np.int64)).to(self.device)
             self.version = version
-        if self.counts.numel() < 2 * pages * PAGE:
-            grown = torch.zeros(2 * pages * PAGE, dtype=torch.int64, device=self.device)
+        if self.counts.numel() < 2 * bins:
+            grown = torch.zeros(2 * bins, dtype=torch.int64, device=self.device)
             grown[: self.counts.numel()] = self.counts
             self.counts = grown
 
-    def index(self, scores: torch.Tensor, codes: np.ndarray, mask: int):
+    def index(self, scores: torch.Tensor, codes: np.ndarray, mask: int, pb: int):
         """Fine bin of every pixel (as the compiled host pass computes it), the labels on the device, which pixels
         to count here, and the host indices of counted pixels (labels 0, 1) that have no page: not counted here."""
         bits = scores.reshape(-1).to(torch.float32).contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
@@ -43,8 +43,8 @@ class DeviceCounts:
         code = self.fast[key >> 16]
         f = (key & 0xFFFF) >> (code & 31)
         dense = (code & DENSE) != 0
-        start = self.ptab[torch.where(dense, 0, (code >> 6) + (f >> PAGE_BITS))]
-        idx = torch.where(dense, (code >> 6) + f, start + (f & (PAGE - 1)))
+        start = self.ptab[torch.where(dense, 0, (code >> 6) + (f >> pb))]
+        idx = torch.where(dense, (code >> 6) + f, start + (f & ((1 << pb) - 1)))
         labels = torch.from_numpy(codes).to(self.device, non_blocking=True).to(torch.int64)
         counted = labels <= 1
         rest = counted & ~dense & (start < 0)

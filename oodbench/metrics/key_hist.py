@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .key_kernels import DENSE, NO_PAGE, PAGE, PAGE_BITS, WORDS, flush, recount, recount_pages, stage
+from .key_kernels import DENSE, NO_PAGE, flush, recount, recount_pages, stage
 from .page_kernels import (allocate_pages, key_order, mark_bins, mark_pages, mark_pixels, ordered_nonzero, positive_bins,
                            profile)
-from .page_levels import L1, NONFINITE, canonical_level, dense_bins, exponent
+from .page_levels import FLOOR, L1, NONFINITE, canonical_level, dense_bins, exponent
 from .score_keys import monotone_keys
 
 if TYPE_CHECKING:
@@ -41,14 +41,23 @@ class KeyHistogram:
         self._reset((0, L1), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
 
     # ---- layout -----------------------------------------------------------------------------------------
+    @property
+    def pb(self) -> int:
+        """log2 of the fine bins per page: 64 with int32 counts, 32 with int64 (so that one page for each of the
+        65,280 finite level-1 bins still fits the budget)."""
+        return 6 if self.dtype == np.int32 else 5
+
+    def _words(self) -> int:
+        return (1 << (16 - self.pb)) // 64  # bitmap words per level-1 bin: one bit per page at full resolution
+
     def _page_bytes(self) -> int:
-        return PAGE * (2 * self.dtype.itemsize + 1) + 8  # counts, staging, and the page's key (hi, k)
+        return (1 << self.pb) * (2 * self.dtype.itemsize + 1) + 8  # counts, staging, and the page's key (hi, k)
 
     def _exponent(self, his: np.ndarray, m: int, t: int) -> np.ndarray:
         return exponent(his, m, t, self.cap)
 
     def _level(self, his: np.ndarray, finest: np.ndarray, steps: np.ndarray) -> tuple[int, int, np.ndarray]:
-        return canonical_level(his, finest, steps, self.cap, self.budget_bytes * 15 // 16, self._page_bytes())
+        return canonical_level(his, finest, steps, self.cap, self.budget_bytes * 15 // 16, self._page_bytes(), self.pb)
 
     def _reset(self, level: tuple[int, int], his: np.ndarray, e: np.ndarray, pages: int) -> None:
         """An empty layout: runs of page-table entries for level-1 bins ``his`` at exponents ``e``, and count arrays
@@ -56,7 +65,7 @@ class KeyHistogram:
         self.level = level
         self.e = np.zeros(L1, np.int64)
         self.e[his] = e
-        sizes = np.left_shift(1, np.maximum(e - PAGE_BITS, 0))
+        sizes = np.left_shift(1, np.maximum(e - self.pb, 0))
         self.run = np.zeros(L1, np.int64)  # 0: no run (entry 0 of the table is a NO_PAGE sentinel)
         self.run[his] = 1 + np.cumsum(sizes) - sizes
         self.table_used = 1 + int(sizes.sum())
@@ -65,8 +74,8 @@ class KeyHistogram:
         self.ptab = np.full(self.table_used + spare if his.size else 1, NO_PAGE, np.int32)
         limit = (self.budget_bytes - self.ptab.size * 4) // self._page_bytes() if his.size else 0
         self.limit = max(limit, pages)
-        self.neg, self.pos = np.zeros(self.limit * PAGE, self.dtype), np.zeros(self.limit * PAGE, self.dtype)
-        self.neg8 = np.zeros(self.limit * PAGE, np.uint8)
+        bins = self.limit << self.pb
+        self.neg, self.pos, self.neg8 = np.zeros(bins, self.dtype), np.zeros(bins, self.dtype), np.zeros(bins, np.uint8)
         self.page_hi, self.page_k = np.zeros(self.limit, np.int32), np.zeros(self.limit, np.int32)
         self.used = 0
         self.dense = np.zeros(L1, bool)
@@ -86,35 +95,36 @@ class KeyHistogram:
         """Re-lay the counts, and those of uncounted ``pixels`` (scores, labels) or fine ``bins`` (hi, sub, e, pos,
         neg), at the canonical level of them all, then count those. False, changing nothing, if a pixel of either
         class has a NaN/inf score."""
-        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * WORDS, np.uint64)
-        if pixels is not None and not mark_pixels(*pixels, self.mask, seen, bitmap):
+        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * self._words(), np.uint64)
+        if pixels is not None and not mark_pixels(*pixels, self.mask, seen, bitmap, self.pb):
             return False
         self._flush()
-        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap)
+        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap, self.pb)
         finest = np.where(self.run > 0, self.e, 16)
         if bins is not None:
-            mark_bins(*bins[:3], seen, bitmap)
+            mark_bins(*bins[:3], seen, bitmap, self.pb)
             np.minimum.at(finest, bins[0], bins[2])
         his = np.flatnonzero(seen)
-        m, t, pages = self._level(his, finest[his], profile(bitmap, his))
+        m, t, pages = self._level(his, finest[his], profile(bitmap, his, self.pb))
         old = (self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e)
         self._reset((m, t), his, self._exponent(his, m, t), int(pages.sum()))
-        self.dense[dense_bins(his, self.e[his], pages, self.limit)] = True
-        self.used = allocate_pages(bitmap, his, self.e, self.run, self.dense, self.ptab, self.page_hi, self.page_k)
+        self.dense[dense_bins(his, self.e[his], pages, self.limit, self.pb)] = True
+        self.used = allocate_pages(bitmap, his, self.e, self.run, self.dense, self.ptab, self.page_hi, self.page_k,
+                                   self.pb)
         self._fast_map()
         self.used = recount_pages(*old, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,
-                                  self.used)
+                                  self.used, self.pb)
         if pixels is not None:
             assert self._fast(*pixels) is None, "a canonical layout holds every pixel it was computed for"
         if bins is not None:
             self.used = recount(*bins, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,
-                                self.used)
+                                self.used, self.pb)
         return True
 
     def _grow(self, his: np.ndarray) -> bool:
         """Runs for new level-1 bins at the current level, if the page table has room."""
         e = self._exponent(his, *self.level)
-        sizes = np.left_shift(1, np.maximum(e - PAGE_BITS, 0))
+        sizes = np.left_shift(1, np.maximum(e - self.pb, 0))
         if self.table_used + int(sizes.sum()) > self.ptab.size:
             return False
         self.e[his], self.run[his] = e, self.table_used + np.cumsum(sizes) - sizes
@@ -124,7 +134,7 @@ class KeyHistogram:
 
     def _flush(self) -> None:
         """Add the staging and device counts to the counts (before anything reads or moves them)."""
-        n = self.used * PAGE
+        n = self.used * (1 << self.pb)
         flush(self.neg8, self.neg, n)
         if self.device_counts is not None:
             self.device_counts.drain(self.neg, self.pos, n)
@@ -132,7 +142,7 @@ class KeyHistogram:
     def __getstate__(self) -> dict:
         """Pickled (e.g. sent between processes) with every count on the host, and only the nonzero bins."""
         self._flush()
-        n = self.used * PAGE
+        n = self.used * (1 << self.pb)
         nonzero = np.flatnonzero(self.neg[:n] | self.pos[:n]).astype(np.int32)
         arrays = ("device_counts", "neg", "pos", "neg8", "page_hi", "page_k", "ptab")
         return {**vars(self), **dict.fromkeys(arrays), "nonzero": (n, nonzero, self.neg[nonzero], self.pos[nonzero],
@@ -141,30 +151,32 @@ class KeyHistogram:
     def __setstate__(self, state: dict) -> None:
         n, nonzero, neg, pos, page_hi, page_k, table_size = state.pop("nonzero")
         vars(self).update(state)
-        self.neg, self.pos = np.zeros(self.limit * PAGE, self.dtype), np.zeros(self.limit * PAGE, self.dtype)
-        self.neg8 = np.zeros(self.limit * PAGE, np.uint8)
+        bins = self.limit << self.pb
+        self.neg, self.pos, self.neg8 = np.zeros(bins, self.dtype), np.zeros(bins, self.dtype), np.zeros(bins, np.uint8)
         self.page_hi, self.page_k = np.zeros(self.limit, np.int32), np.zeros(self.limit, np.int32)
         self.page_hi[: self.used], self.page_k[: self.used] = page_hi, page_k
         self.ptab = np.full(table_size, NO_PAGE, np.int32)
-        self.ptab[self.run[page_hi] + page_k] = np.arange(self.used, dtype=np.int64) * PAGE
+        self.ptab[self.run[page_hi] + page_k] = np.arange(self.used, dtype=np.int64) * (1 << self.pb)
         self.neg[nonzero], self.pos[nonzero] = neg, pos
 
     def canonicalize(self) -> None:
         """Re-lay the state at the canonical level of its counts when it is finer (pages were added since)."""
         self._flush()
-        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * WORDS, np.uint64)
-        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap)
+        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * self._words(), np.uint64)
+        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap, self.pb)
         his = np.flatnonzero(seen)
-        if self._level(his, self.e[his], profile(bitmap, his))[:2] != self.level:
+        if self._level(his, self.e[his], profile(bitmap, his, self.pb))[:2] != self.level:
             self._relayout()
 
     def widen(self) -> None:
-        """Switch to int64 counts (pages take more bytes: the layout may coarsen to stay within the budget)."""
+        """Switch to int64 counts, with pages of 32 bins: the nonzero bins are re-laid at the canonical level that
+        the wider pages allow."""
         if self.dtype != np.int64:
             self._flush()
-            self.neg, self.pos = self.neg.astype(np.int64), self.pos.astype(np.int64)
+            bins = self._bins()
             self.dtype = np.dtype(np.int64)
-            self._relayout()
+            self._reset((0, L1), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+            self._relayout(bins=bins)
 
     # ---- counting ---------------------------------------------------------------------------------------
     def _fast(self, scores: np.ndarray, labels: np.ndarray, sign: int = 1) -> np.ndarray | None:
@@ -172,7 +184,7 @@ class KeyHistogram:
         rest, or None. ``sign=-1`` takes a call back."""
         rest = np.empty(scores.size, np.int64)
         m, self.used = stage(scores, labels, self.fast, self.ptab, self.mask, self.neg8, self.neg, self.pos,
-                             self.page_hi, self.page_k, self.used, self.limit, sign, rest)
+                             self.page_hi, self.page_k, self.used, self.limit, sign, rest, self.pb)
         if self.device_counts is not None:
             self.version += 1  # new pages in the table
         return rest[:m].copy() if m else None
@@ -207,8 +219,8 @@ class KeyHistogram:
             self._flush()
             self.device_counts = DeviceCounts(scores.device)
         counts = self.device_counts
-        counts.sync(self.fast, self.ptab, self.version, self.used)
-        idx, lab, keep, rest = counts.index(flat, labels, self.mask)
+        counts.sync(self.fast, self.ptab, self.version, self.used << self.pb)
+        idx, lab, keep, rest = counts.index(flat, labels, self.mask, self.pb)
         if rest.size:
             s = flat[torch.from_numpy(rest).to(flat.device)].cpu().numpy()
             his = self._level1(s)
@@ -235,12 +247,18 @@ class KeyHistogram:
             scores, labels = scores[rest], labels[rest]
         self._relayout(pixels=(np.ascontiguousarray(scores), np.ascontiguousarray(labels)))
 
+    def check_bins(self, hi: np.ndarray, e: np.ndarray) -> None:
+        """ValueError unless fine bins (level-1 bin ``hi`` at resolution ``e``) can come from a state like this one:
+        finite level-1 bins, resolutions within [min(floor, cap), cap]."""
+        if hi.size and (NONFINITE[hi].any() or np.any(e > self.cap) or np.any(e < np.minimum(FLOOR[hi], self.cap))):
+            raise ValueError("bins of NaN/inf scores or at resolutions this state never keeps: not from a compatible "
+                             "state")
+
     def merge_bins(self, hi, sub, e, pos, neg) -> None:
         """Add counts of fine bins given at resolution ``e`` (a canonical state's, so not coarser than the pooled
         layout) to the state, re-laid at the canonical level of both."""
-        if np.any(e > self.cap) or np.any(e < 0):
-            raise ValueError("counts finer than this state's layout allows: not from a compatible state")
         bins = tuple(np.ascontiguousarray(a, np.int64) for a in (hi, sub, e, pos, neg))
+        self.check_bins(bins[0], bins[2])
         self._relayout(bins=bins)
 
     # ---- reading ----------------------------------------------------------------------------------------
@@ -249,13 +267,13 @@ class KeyHistogram:
         pages in ascending key order (bins of pages that no pixel reached are left out)."""
         self.canonicalize()
         his = np.flatnonzero(self.run)
-        return self.neg, self.pos, key_order(his, self.run, self.e, self.ptab)
+        return self.neg, self.pos, key_order(his, self.run, self.e, self.ptab, self.pb)
 
     def describe(self, fine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hi, sub, e) of fine bins given as positions from ``counts``."""
-        page = fine >> PAGE_BITS
+        page = fine >> self.pb
         hi = self.page_hi[page].astype(np.int64)
-        return hi, (self.page_k[page].astype(np.int64) << PAGE_BITS) | (fine & (PAGE - 1)), self.e[hi]
+        return hi, (self.page_k[page].astype(np.int64) << self.pb) | (fine & ((1 << self.pb) - 1)), self.e[hi]
 
     def position(self, key: int) -> int:
         """Position (as in ``counts``) of the fine bin holding a key; -1 when no pixel's page holds it."""
@@ -263,14 +281,22 @@ class KeyHistogram:
         if not self.run[hi]:
             return -1
         f = (key & 0xFFFF) >> (16 - int(self.e[hi]))
-        start = int(self.ptab[self.run[hi] + (f >> PAGE_BITS)])
-        return -1 if start == NO_PAGE else start + (f & (PAGE - 1))
+        start = int(self.ptab[self.run[hi] + (f >> self.pb)])
+        return -1 if start == NO_PAGE else start + (f & ((1 << self.pb) - 1))
+
+    def _zeros(self) -> tuple[int, int]:
+        """Positions of the bins of +0.0 and -0.0, each -1 when it holds no pixel (so empty pages change nothing)."""
+        out = []
+        for key in (0x80000000 & self.mask, 0x7FFFFFFF & self.mask):
+            at = self.position(key)
+            out.append(at if at >= 0 and (self.neg[at] or self.pos[at]) else -1)
+        return out[0], out[1]
 
     def folded_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``counts`` with the bin of -0.0 added to that of +0.0 (equal scores; copies only when both hold)."""
         neg, pos, order = self.counts()
-        zero, minus = self.position(0x80000000 & self.mask), self.position(0x7FFFFFFF & self.mask)
-        if zero >= 0 and minus >= 0 and (neg[minus] or pos[minus]):
+        zero, minus = self._zeros()
+        if zero >= 0 and minus >= 0:
             neg, pos = neg.copy(), pos.copy()
             neg[zero] += neg[minus]
             pos[zero] += pos[minus]
@@ -281,8 +307,8 @@ class KeyHistogram:
         """Lowest key of each fine bin (positions from ``counts``); that of +0.0's bin is -0.0's, folded in."""
         hi, sub, e = self.describe(fine)
         edge = (hi << 16) | (sub << (16 - e))
-        minus = self.position(0x7FFFFFFF & self.mask)
-        if minus >= 0:
+        zero, minus = self._zeros()
+        if zero >= 0 and minus >= 0:
             m_hi, m_sub, m_e = self.describe(np.array([minus]))
             edge[edge == 0x80000000] = (m_hi[0] << 16) | (m_sub[0] << (16 - m_e[0]))
         return edge
@@ -291,13 +317,18 @@ class KeyHistogram:
         """Per bin holding positives, in descending key order: position, positives, negatives at it and at or
         above it (int64); then the number of negatives and the pages' key order. Other bins change no metric."""
         neg, pos, order = self.folded_counts()
-        at, count, neg_at, fp, num_neg = positive_bins(neg, pos, order)
+        at, count, neg_at, fp, num_neg = positive_bins(neg, pos, order, self.pb)
         return at, count, neg_at, fp, int(num_neg), order
 
     def entries(self) -> tuple:
         """(hi, sub, e, pos, neg) of every nonzero fine bin of the canonical layout, in ascending key order."""
-        neg, pos, order = self.counts()
-        nz = ordered_nonzero(neg, pos, order)
+        self.canonicalize()
+        return self._bins()
+
+    def _bins(self) -> tuple:
+        """(hi, sub, e, pos, neg) of every nonzero fine bin of the current layout (int64), in ascending key order."""
+        order = key_order(np.flatnonzero(self.run), self.run, self.e, self.ptab, self.pb)
+        nz = ordered_nonzero(self.neg, self.pos, order, self.pb)
         return (*self.describe(nz), self.pos[nz].astype(np.int64), self.neg[nz].astype(np.int64))
 
     def nbytes(self) -> int:

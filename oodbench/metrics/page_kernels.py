@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .key_kernels import NO_PAGE, PAGE, PAGE_BITS, WORDS, monotone_key
+from .key_kernels import NO_PAGE, monotone_key
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def mark_pixels(scores, labels, mask, seen, bitmap):
-    """Mark the level-1 bin (``seen``) and full-resolution page (``bitmap``, one bit per PAGE keys) of every pixel
+def mark_pixels(scores, labels, mask, seen, bitmap, pb):
+    """Mark the level-1 bin (``seen``) and full-resolution page (``bitmap``, one bit per 2**pb keys) of every pixel
     with label 0 or 1; return whether all those scores are finite (an exponent of all ones is inf or NaN)."""
     bits = scores.view(np.int32)
     finite = True
@@ -24,26 +24,27 @@ def mark_pixels(scores, labels, mask, seen, bitmap):
             continue
         key = monotone_key(bits[i], mask)
         seen[key >> 16] = True
-        page = key >> PAGE_BITS
+        page = key >> pb
         bitmap[page >> 6] |= np.uint64(1) << np.uint64(page & 63)
     return finite
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def mark_bins(hi, sub, e, seen, bitmap):
+def mark_bins(hi, sub, e, seen, bitmap, pb):
     """``mark_pixels`` for fine bins (``sub`` at resolution ``e``): each marks the first page its bin covers."""
     for i in range(hi.size):
         seen[hi[i]] = True
-        page = (np.int64(hi[i]) << (16 - PAGE_BITS)) | ((np.int64(sub[i]) << (16 - e[i])) >> PAGE_BITS)
+        page = (np.int64(hi[i]) << (16 - pb)) | ((np.int64(sub[i]) << (16 - e[i])) >> pb)
         bitmap[page >> 6] |= np.uint64(1) << np.uint64(page & 63)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def mark_pages(neg, pos, page_hi, page_k, used, e, seen, bitmap):
+def mark_pages(neg, pos, page_hi, page_k, used, e, seen, bitmap, pb):
     """``mark_bins`` for the nonzero pages of a layout (exponents ``e`` per level-1 bin)."""
+    psize = 1 << pb
     for p in range(used):
         nonzero = False
-        for j in range(p * PAGE, p * PAGE + PAGE):
+        for j in range(p * psize, p * psize + psize):
             if neg[j] != 0 or pos[j] != 0:
                 nonzero = True
                 break
@@ -51,19 +52,20 @@ def mark_pages(neg, pos, page_hi, page_k, used, e, seen, bitmap):
             continue
         h = np.int64(page_hi[p])
         seen[h] = True
-        page = (h << (16 - PAGE_BITS)) | (np.int64(page_k[p]) << (16 - e[h]))
+        page = (h << (16 - pb)) | (np.int64(page_k[p]) << (16 - e[h]))
         bitmap[page >> 6] |= np.uint64(1) << np.uint64(page & 63)
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def profile(bitmap, his):
+def profile(bitmap, his, pb):
     """Per level-1 bin of ``his``: counts of neighbouring marked pages by the highest key bit (of 16) in which they
     differ, so that the pages occupied at any coarser resolution are 1 + the counts at and above its shift."""
+    words = (1 << (16 - pb)) // 64
     out = np.zeros((his.size, 17), np.int64)
     for i in range(his.size):
-        base = np.int64(his[i]) * WORDS
+        base = np.int64(his[i]) * words
         prev = -1
-        for w in range(WORDS):
+        for w in range(words):
             word = bitmap[base + w]
             while word:
                 low = word & (~word + np.uint64(1))
@@ -79,29 +81,31 @@ def profile(bitmap, his):
                     while diff > 1:
                         diff >>= 1
                         top += 1
-                    out[i, top + PAGE_BITS] += 1
+                    out[i, top + pb] += 1
                 prev = page
                 word ^= low
     return out
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def allocate_pages(bitmap, his, e, run, dense, ptab, page_hi, page_k):
+def allocate_pages(bitmap, his, e, run, dense, ptab, page_hi, page_k, pb):
     """Give pages, in ascending key order, to every page of the layout (exponents ``e``, runs ``run``) that holds a
     page marked in ``bitmap``, and to every page of ``dense`` level-1 bins; returns the pages used."""
+    psize = 1 << pb
+    words = (1 << (16 - pb)) // 64
     used = 0
     for h in his:
         if dense[h]:
-            for k in range(1 << max(e[h] - PAGE_BITS, 0)):
-                ptab[run[h] + k] = used * PAGE
+            for k in range(1 << max(e[h] - pb, 0)):
+                ptab[run[h] + k] = used * psize
                 page_hi[used] = h
                 page_k[used] = k
                 used += 1
             continue
-        base = np.int64(h) * WORDS
+        base = np.int64(h) * words
         shift = 16 - e[h]
         prev = -1
-        for w in range(WORDS):
+        for w in range(words):
             word = bitmap[base + w]
             while word:
                 low = word & (~word + np.uint64(1))
@@ -112,7 +116,7 @@ def allocate_pages(bitmap, his, e, run, dense, ptab, page_hi, page_k):
                     b += 1
                 k = (w * 64 + b) >> shift
                 if k != prev:
-                    ptab[run[h] + k] = used * PAGE
+                    ptab[run[h] + k] = used * psize
                     page_hi[used] = h
                     page_k[used] = k
                     used += 1
@@ -122,17 +126,17 @@ def allocate_pages(bitmap, his, e, run, dense, ptab, page_hi, page_k):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def key_order(his, run, e, ptab):
+def key_order(his, run, e, ptab, pb):
     """First counts of the pages in ascending key order: the runs of level-1 bins ``his`` (ascending), in order."""
     n = 0
     for h in his:
-        for j in range(1 << max(e[h] - PAGE_BITS, 0)):
+        for j in range(1 << max(e[h] - pb, 0)):
             if ptab[run[h] + j] != NO_PAGE:
                 n += 1
     out = np.empty(n, np.int64)
     n = 0
     for h in his:
-        for j in range(1 << max(e[h] - PAGE_BITS, 0)):
+        for j in range(1 << max(e[h] - pb, 0)):
             start = ptab[run[h] + j]
             if start != NO_PAGE:
                 out[n] = start
@@ -141,17 +145,18 @@ def key_order(his, run, e, ptab):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def ordered_nonzero(neg, pos, starts):
+def ordered_nonzero(neg, pos, starts, pb):
     """Positions of the nonzero bins in ascending key order (``starts``: the pages in key order)."""
+    psize = 1 << pb
     n = 0
     for s in starts:
-        for i in range(s, s + PAGE):
+        for i in range(s, s + psize):
             if neg[i] != 0 or pos[i] != 0:
                 n += 1
     out = np.empty(n, np.int64)
     n = 0
     for s in starts:
-        for i in range(s, s + PAGE):
+        for i in range(s, s + psize):
             if neg[i] != 0 or pos[i] != 0:
                 out[n] = i
                 n += 1
@@ -159,13 +164,14 @@ def ordered_nonzero(neg, pos, starts):
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def positive_bins(neg, pos, starts):
+def positive_bins(neg, pos, starts, pb):
     """Per bin holding positives, in descending key order (``starts``: the pages in ascending key order): its
     position, positives, negatives at it, and negatives at or above it (int64); then the total of negatives.
     One pass over the bins from the top."""
+    psize = 1 << pb
     k = 0
     for s in starts:
-        for i in range(s, s + PAGE):
+        for i in range(s, s + psize):
             if pos[i]:
                 k += 1
     at = np.empty(k, np.int64)
@@ -175,7 +181,7 @@ def positive_bins(neg, pos, starts):
     total = 0
     j = 0
     for q in range(starts.size - 1, -1, -1):
-        for i in range(starts[q] + PAGE - 1, starts[q] - 1, -1):
+        for i in range(starts[q] + psize - 1, starts[q] - 1, -1):
             total += neg[i]
             if pos[i]:
                 at[j], p[j], n_at[j], fp[j] = i, pos[i], neg[i], total

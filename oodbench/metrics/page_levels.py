@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .key_kernels import PAGE_BITS
-
 L1 = 1 << 16
 _HI = np.arange(L1, dtype=np.int64)
 _EXP = ((np.where(_HI >= 0x8000, _HI ^ 0x8000, _HI ^ 0xFFFF)) >> 7) & 0xFF  # float exponent of a level-1 bin
@@ -27,10 +25,11 @@ def exponent(his: np.ndarray, m: int, t: int, cap: int) -> np.ndarray:
 
 
 def canonical_level(his: np.ndarray, finest: np.ndarray, steps: np.ndarray, cap: int, capacity: int,
-                    page_bytes: int) -> tuple[int, int, np.ndarray]:
+                    page_bytes: int, pb: int) -> tuple[int, int, np.ndarray]:
     """(m, t, pages per bin of ``his``) of pixels whose level-1 bins are ``his``, known down to exponents ``finest``,
     with ``steps`` (``page_kernels.profile``): the largest m, then the lowest t, whose page table (4 bytes per page
-    slot) and occupied pages (``page_bytes`` each) fit ``capacity`` bytes and keep no bin finer than known."""
+    slot) and occupied pages (2**pb bins, ``page_bytes`` each) fit ``capacity`` bytes and keep no bin finer than
+    known."""
     above = np.cumsum(steps[:, ::-1], axis=1)[:, ::-1]  # neighbours differing at or above each bit
     rows = np.arange(his.size)
 
@@ -38,8 +37,8 @@ def canonical_level(his: np.ndarray, finest: np.ndarray, steps: np.ndarray, cap:
         e = exponent(his, m, t, cap)
         if np.any(e > finest):
             return False, e
-        pages = 1 + np.where(e > PAGE_BITS, above[rows, np.minimum(16 + PAGE_BITS - e, 16)], 0)
-        table = int(np.sum(np.left_shift(1, np.maximum(e - PAGE_BITS, 0))))
+        pages = 1 + np.where(e > pb, above[rows, np.minimum(16 + pb - e, 16)], 0)
+        table = int(np.sum(np.left_shift(1, np.maximum(e - pb, 0))))
         return table * 4 + int(pages.sum()) * page_bytes <= capacity, pages
 
     lo, hi = 0, cap + int(PENALTY.max())
@@ -53,10 +52,10 @@ def canonical_level(his: np.ndarray, finest: np.ndarray, steps: np.ndarray, cap:
     return lo, t_lo * 128, cost(lo, t_lo * 128)[1]
 
 
-def dense_bins(his: np.ndarray, e: np.ndarray, pages: np.ndarray, limit: int) -> np.ndarray:
+def dense_bins(his: np.ndarray, e: np.ndarray, pages: np.ndarray, limit: int, pb: int) -> np.ndarray:
     """Level-1 bins to lay out whole, in order, so that counting skips the page table: those with at least 3/4 of
     their pages occupied, fewest empty pages first, within half the pages a layout of ``limit`` has spare."""
-    full = np.left_shift(1, np.maximum(e - PAGE_BITS, 0))
+    full = np.left_shift(1, np.maximum(e - pb, 0))
     empty = full - pages
     candidates = np.flatnonzero((full > 1) & (4 * pages >= 3 * full))
     candidates = candidates[np.argsort(empty[candidates], kind="stable")]

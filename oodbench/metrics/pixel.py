@@ -181,7 +181,8 @@ class PixelMetricState:
 
     def _add_entries(self, entries: tuple) -> None:
         """Add (hi, sub, e, pos, neg) bin counts of another state or a state_dict."""
-        hi, _, _, pos, neg = entries
+        hi, _, e, pos, neg = entries
+        self._hist.check_bins(hi, e)
         n = int(pos.sum() + neg.sum())
         self._reserve(n)
         self._hist.merge_bins(*entries)
@@ -190,7 +191,7 @@ class PixelMetricState:
     def descending_bins(self, edges: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(lowest key, positives, negatives) per nonzero bin in descending score order (keys None if not asked)."""
         neg, pos, order = self._hist.folded_counts()
-        nz = ordered_nonzero(neg, pos, order)[::-1]
+        nz = ordered_nonzero(neg, pos, order, self._hist.pb)[::-1]
         return self._hist.edges(nz) if edges else None, pos[nz].astype(np.int64), neg[nz].astype(np.int64)
 
     def compute(self) -> dict:
