@@ -47,9 +47,6 @@ class KeyHistogram:
         65,280 finite level-1 bins still fits the budget)."""
         return 6 if self.dtype == np.int32 else 5
 
-    def _words(self) -> int:
-        return (1 << (16 - self.pb)) // 64  # bitmap words per level-1 bin: one bit per page at full resolution
-
     def _page_bytes(self) -> int:
         return (1 << self.pb) * (2 * self.dtype.itemsize + 1) + 8  # counts, staging, and the page's key (hi, k)
 
@@ -95,11 +92,9 @@ class KeyHistogram:
         """Re-lay the counts, and those of uncounted ``pixels`` (scores, labels) or fine ``bins`` (hi, sub, e, pos,
         neg), at the canonical level of them all, then count those. False, changing nothing, if a pixel of either
         class has a NaN/inf score."""
-        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * self._words(), np.uint64)
+        seen, bitmap = self._page_map()
         if pixels is not None and not mark_pixels(*pixels, self.mask, seen, bitmap, self.pb):
             return False
-        self._flush()
-        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap, self.pb)
         finest = np.where(self.run > 0, self.e, 16)
         if bins is not None:
             mark_bins(*bins[:3], seen, bitmap, self.pb)
@@ -120,6 +115,13 @@ class KeyHistogram:
             self.used = recount(*bins, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,
                                 self.used, self.pb)
         return True
+
+    def _page_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """The level-1 bins and the full-resolution pages (a bitmap, ``page_kernels``) that the counts occupy."""
+        self._flush()
+        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 << (10 - self.pb), np.uint64)  # one bit per page at full resolution
+        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap, self.pb)
+        return seen, bitmap
 
     def _grow(self, his: np.ndarray) -> bool:
         """Runs for new level-1 bins at the current level, if the page table has room."""
@@ -161,9 +163,7 @@ class KeyHistogram:
 
     def canonicalize(self) -> None:
         """Re-lay the state at the canonical level of its counts when it is finer (pages were added since)."""
-        self._flush()
-        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 * self._words(), np.uint64)
-        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap, self.pb)
+        seen, bitmap = self._page_map()
         his = np.flatnonzero(seen)
         if self._level(his, self.e[his], profile(bitmap, his, self.pb))[:2] != self.level:
             self._relayout()
@@ -182,11 +182,11 @@ class KeyHistogram:
     def _fast(self, scores: np.ndarray, labels: np.ndarray, sign: int = 1) -> np.ndarray | None:
         """Count float32 pixels (labels 0 and 1; others weigh 0) that have or get a page; return the indices of the
         rest, or None. ``sign=-1`` takes a call back."""
-        rest = np.empty(scores.size, np.int64)
+        rest, before = np.empty(scores.size, np.int64), self.used
         m, self.used = stage(scores, labels, self.fast, self.ptab, self.mask, self.neg8, self.neg, self.pos,
                              self.page_hi, self.page_k, self.used, self.limit, sign, rest, self.pb)
-        if self.device_counts is not None:
-            self.version += 1  # new pages in the table
+        if self.device_counts is not None and self.used != before:
+            self.version += 1  # new pages in the table: the device copy is stale
         return rest[:m].copy() if m else None
 
     def add(self, scores: np.ndarray, labels: np.ndarray) -> bool:
@@ -256,10 +256,8 @@ class KeyHistogram:
 
     def merge_bins(self, hi, sub, e, pos, neg) -> None:
         """Add counts of fine bins given at resolution ``e`` (a canonical state's, so not coarser than the pooled
-        layout) to the state, re-laid at the canonical level of both."""
-        bins = tuple(np.ascontiguousarray(a, np.int64) for a in (hi, sub, e, pos, neg))
-        self.check_bins(bins[0], bins[2])
-        self._relayout(bins=bins)
+        layout; ``check_bins`` first) to the state, re-laid at the canonical level of both."""
+        self._relayout(bins=tuple(np.ascontiguousarray(a, np.int64) for a in (hi, sub, e, pos, neg)))
 
     # ---- reading ----------------------------------------------------------------------------------------
     def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -268,6 +266,10 @@ class KeyHistogram:
         self.canonicalize()
         his = np.flatnonzero(self.run)
         return self.neg, self.pos, key_order(his, self.run, self.e, self.ptab, self.pb)
+
+    def nonzero(self, neg: np.ndarray, pos: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Positions of the nonzero bins of ``neg``/``pos`` in ascending key order (``order`` from ``counts``)."""
+        return ordered_nonzero(neg, pos, order, self.pb)
 
     def describe(self, fine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hi, sub, e) of fine bins given as positions from ``counts``."""
@@ -315,10 +317,10 @@ class KeyHistogram:
 
     def positive_bins(self) -> tuple:
         """Per bin holding positives, in descending key order: position, positives, negatives at it and at or
-        above it (int64); then the number of negatives and the pages' key order. Other bins change no metric."""
+        above it (int64); then the number of negatives. Other bins change no metric."""
         neg, pos, order = self.folded_counts()
         at, count, neg_at, fp, num_neg = positive_bins(neg, pos, order, self.pb)
-        return at, count, neg_at, fp, int(num_neg), order
+        return at, count, neg_at, fp, int(num_neg)
 
     def entries(self) -> tuple:
         """(hi, sub, e, pos, neg) of every nonzero fine bin of the canonical layout, in ascending key order."""
@@ -327,8 +329,7 @@ class KeyHistogram:
 
     def _bins(self) -> tuple:
         """(hi, sub, e, pos, neg) of every nonzero fine bin of the current layout (int64), in ascending key order."""
-        order = key_order(np.flatnonzero(self.run), self.run, self.e, self.ptab, self.pb)
-        nz = ordered_nonzero(self.neg, self.pos, order, self.pb)
+        nz = self.nonzero(self.neg, self.pos, key_order(np.flatnonzero(self.run), self.run, self.e, self.ptab, self.pb))
         return (*self.describe(nz), self.pos[nz].astype(np.int64), self.neg[nz].astype(np.int64))
 
     def nbytes(self) -> int:

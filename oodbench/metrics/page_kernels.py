@@ -56,6 +56,16 @@ def mark_pages(neg, pos, page_hi, page_k, used, e, seen, bitmap, pb):
         bitmap[page >> 6] |= np.uint64(1) << np.uint64(page & 63)
 
 
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _top_bit(x):
+    """Index of the highest set bit of ``x`` > 0 (of a word's lowest set bit, isolated: its position)."""
+    b = 0
+    while x > 1:
+        x >>= 1
+        b += 1
+    return b
+
+
 @njit(cache=True, nogil=True, boundscheck=False)
 def profile(bitmap, his, pb):
     """Per level-1 bin of ``his``: counts of neighbouring marked pages by the highest key bit (of 16) in which they
@@ -68,22 +78,11 @@ def profile(bitmap, his, pb):
         for w in range(words):
             word = bitmap[base + w]
             while word:
-                low = word & (~word + np.uint64(1))
-                b = 0
-                x = low
-                while x > np.uint64(1):
-                    x >>= np.uint64(1)
-                    b += 1
-                page = w * 64 + b
+                page = w * 64 + _top_bit(word & (~word + np.uint64(1)))
                 if prev >= 0:
-                    diff = page ^ prev
-                    top = 0
-                    while diff > 1:
-                        diff >>= 1
-                        top += 1
-                    out[i, top + pb] += 1
+                    out[i, _top_bit(page ^ prev) + pb] += 1
                 prev = page
-                word ^= low
+                word &= word - np.uint64(1)
     return out
 
 
@@ -108,20 +107,14 @@ def allocate_pages(bitmap, his, e, run, dense, ptab, page_hi, page_k, pb):
         for w in range(words):
             word = bitmap[base + w]
             while word:
-                low = word & (~word + np.uint64(1))
-                b = 0
-                x = low
-                while x > np.uint64(1):
-                    x >>= np.uint64(1)
-                    b += 1
-                k = (w * 64 + b) >> shift
+                k = (w * 64 + _top_bit(word & (~word + np.uint64(1)))) >> shift
                 if k != prev:
                     ptab[run[h] + k] = used * psize
                     page_hi[used] = h
                     page_k[used] = k
                     used += 1
                     prev = k
-                word ^= low
+                word &= word - np.uint64(1)
     return used
 
 

@@ -17,7 +17,6 @@ import numpy as np
 from ..data.base import ID_LABEL, IGNORE_LABEL, OOD_LABEL
 from ..errors import LabelError, ScoreError
 from .key_hist import KeyHistogram
-from .page_kernels import ordered_nonzero
 
 __all__ = ["PixelMetricState", "pixel_metrics"]
 
@@ -191,21 +190,21 @@ class PixelMetricState:
     def descending_bins(self, edges: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(lowest key, positives, negatives) per nonzero bin in descending score order (keys None if not asked)."""
         neg, pos, order = self._hist.folded_counts()
-        nz = ordered_nonzero(neg, pos, order, self._hist.pb)[::-1]
+        nz = self._hist.nonzero(neg, pos, order)[::-1]
         return self._hist.edges(nz) if edges else None, pos[nz].astype(np.int64), neg[nz].astype(np.int64)
 
     def compute(self) -> dict:
         """auroc, ap, fpr95 (floats, NaN when undefined), num_pos, num_neg and resolution_bits (ints): the
         fewest key bits kept by a bin holding a positive and another pixel, the only bins whose width can
         change a metric (32: each is one float32 value, so the metrics are exact for the float32 scores)."""
-        at, pos, neg_at, fp, num_neg, _ = self._hist.positive_bins()
+        at, pos, neg_at, fp, num_neg = self._hist.positive_bins()
         out = summarize(pos, np.cumsum(pos), fp, neg_at, num_neg)
         out["resolution_bits"] = self._resolution_bits(at, pos, neg_at)
         return out
 
     def resolution_bits(self) -> int:
         """``compute``'s resolution_bits alone (e.g. for conventions that read these counts by other rules)."""
-        at, pos, neg_at, _, _, _ = self._hist.positive_bins()
+        at, pos, neg_at, _, _ = self._hist.positive_bins()
         return self._resolution_bits(at, pos, neg_at)
 
     def _resolution_bits(self, at: np.ndarray, pos: np.ndarray, neg_at: np.ndarray) -> int:
@@ -219,7 +218,7 @@ class PixelMetricState:
         is -0.0 or just below 0."""
         if not 0.0 < tpr <= 1.0:
             raise ValueError(f"tpr={tpr}: use a rate in (0, 1]")
-        at, pos, _, _, _, _ = self._hist.positive_bins()
+        at, pos, _, _, _ = self._hist.positive_bins()
         if not at.size:
             return float("nan")
         tp = np.cumsum(pos)
@@ -228,7 +227,7 @@ class PixelMetricState:
     def threshold_at_best_f1(self) -> tuple[float, float]:
         """(t, F1): the lower edge of the bin where pixel F1 of ``score >= t`` is largest (the first such bin
         scanning down), and that F1. (NaN, NaN) without positives."""
-        at, pos, _, fp, _, _ = self._hist.positive_bins()
+        at, pos, _, fp, _ = self._hist.positive_bins()
         if not at.size:
             return float("nan"), float("nan")
         tp = np.cumsum(pos)
