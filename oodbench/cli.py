@@ -83,6 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                            out_dir=args.out, seed=args.seed, batch_size=args.batch_size,
                            progress=not args.quiet and ctx.rank == 0, dataset_options=parse_options(args.option),
                            meta_protocol=args.meta_protocol, deep_fingerprint=args.deep, checkpoint=args.checkpoint,
+                           network=args.network,
                            score_cache=not args.no_score_cache, shard=shard, from_cache=args.command == "merge",
                            **_metric_options(args))
     finally:
@@ -176,23 +177,49 @@ def datasets_table(names: list[str]) -> str:
     return tabulate(rows, headers=["dataset", "title", "splits (images)"], tablefmt="github")
 
 
+def networks_table(names: list[str]) -> str:
+    from .models.network_cards import load_network_card
+
+    rows = []
+    for name in names:
+        card = load_network_card(name)
+        rows.append([name, card.title, card.model + "".join(f" {k}={v}" for k, v in card.options.items()),
+                     "x".join(map(str, card.protocol.input_size)) if card.protocol.input_size else "full",
+                     "yes" if card.checkpoint_sha256 else "no"])
+    return tabulate(rows, headers=["network", "title", "model", "input", "sha256 published"], tablefmt="github")
+
+
+class _Cards:
+    """Card names listed like a registry's (glob filter)."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def list(self, pattern: str = "*") -> list[str]:
+        import fnmatch
+
+        return sorted(n for n in self.names() if fnmatch.fnmatchcase(n, pattern))
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .data import DATASETS
     from .methods import METHODS
     from .metrics.conventions import CONVENTIONS
     from .models import MODELS
+    from .models.network_cards import list_network_cards
     from .scores import SCORES
 
-    registries = {"methods": METHODS, "datasets": DATASETS, "models": MODELS, "scores": SCORES,
-                  "conventions": CONVENTIONS}
+    registries = {"methods": METHODS, "datasets": DATASETS, "models": MODELS, "networks": _Cards(list_network_cards),
+                  "scores": SCORES, "conventions": CONVENTIONS}
     kinds = [args.kind] if args.kind else list(registries)
     result = {kind: registries[kind].list(args.pattern) for kind in kinds}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         for kind, names in result.items():
-            if kind == "datasets" and names:
-                print(f"{kind}:\n{datasets_table(names)}")
+            if kind in ("datasets", "networks") and names:
+                table = datasets_table(names) if kind == "datasets" else networks_table(names)
+                print(f"{kind}:\n{table}")
             else:
                 print(f"{kind}: {', '.join(names) if names else '(none match)'}")
     return 0
@@ -228,6 +255,9 @@ def add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--deep", action="store_true", help="fingerprint the dataset by file contents (slower)")
     r.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="local weights for a model-based method on real data, instead of its card's download")
+    r.add_argument("--network", default=None, metavar="NAME",
+                   help="run a score method on this published network (a card in methods/networks/, e.g. "
+                        "espnetv2_cityscapes; `oodbench list networks`) instead of the paper's baseline")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--no-score-cache", action="store_true",
                    help="keep no float16 score cache: no resume, float32 metrics, a second model pass for components")
@@ -265,8 +295,8 @@ def _build_rest(p: argparse.ArgumentParser, sub) -> argparse.ArgumentParser:
     c.add_argument("--deep", action="store_true", help="print content fingerprints (reads every byte)")
     c.set_defaults(func=cmd_data_check)
 
-    ls = sub.add_parser("list", help="list registered methods, datasets, models, scores, conventions")
-    ls.add_argument("kind", nargs="?", choices=["methods", "datasets", "models", "scores", "conventions"])
+    ls = sub.add_parser("list", help="list registered methods, datasets, models, network cards, scores, conventions")
+    ls.add_argument("kind", nargs="?", choices=["methods", "datasets", "models", "networks", "scores", "conventions"])
     ls.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'ent*'")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_list)

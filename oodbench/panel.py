@@ -109,14 +109,14 @@ def panel_data(method: str | Method, dataset: str = "synthetic", image_id: str =
                data_root: str | Path | None = None, seed: int = 0, batch_size: int = 4,
                dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
                score_cache: bool = True, cache_root: str | Path | None = None, progress: bool = False,
-               checkpoint: str | Path | None = None) -> PanelData:
+               checkpoint: str | Path | None = None, network: str | None = None) -> PanelData:
     """The panel content of ``image_id`` in ``dataset/split`` for ``method``, set up exactly as ``run`` sets
-    it up (``prepare``: seed, checkpoint, segment threshold, and the score cache, whose float16 maps a run with
+    it up (``prepare``: seed, checkpoint, network, segment threshold, and the score cache, whose float16 maps a run with
     the same settings evaluates and a later ``show`` reads instead of running the model; then the run's
     cross-validation). Without a meta stage only that frame is scored; with one, the whole split is: the
     out-of-fold predictions need every image."""
     prep = prepare(method, dataset, split, data_root, dataset_options, seed, checkpoint, batch_size, progress,
-                   score_cache, cache_root)
+                   score_cache, cache_root, network=network)
     ds, m = prep.ds, prep.method
     index = find_index(ds, image_id)
     if m.segment_stage is None:

@@ -15,15 +15,18 @@ from .score_cache import ScoreCache, cache_key
 from .scoring import score_pass
 
 
-def _create(name: str, seed: int, checkpoint: str | Path | None) -> Method:
-    if checkpoint is None:
-        return create_method(name, seed=seed)
+def _create(name: str, seed: int, checkpoint: str | Path | None, network: str | None) -> Method:
+    """The method, given ``checkpoint`` and ``network`` only when set, so that a method taking neither still
+    builds, and one that cannot apply them says so."""
+    given = {k: v for k, v in (("checkpoint", checkpoint), ("network", network)) if v is not None}
     try:
-        return create_method(name, seed=seed, checkpoint=checkpoint)
+        return create_method(name, seed=seed, **given)
     except TypeError as exc:
-        if "checkpoint" not in str(exc):
+        flag = next((k for k in given if repr(k) in str(exc)), None)
+        if flag is None:
             raise
-        raise OodbenchError(f"method {name!r} loads no checkpoint, so --checkpoint {checkpoint} does not apply") from exc
+        what = {"checkpoint": "loads no checkpoint", "network": "runs no network card"}[flag]
+        raise OodbenchError(f"method {name!r} {what}, so --{flag} {given[flag]} does not apply") from exc
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Prepared:
         m = self.method
         if not self.score_cache or not getattr(m, "cacheable", False):
             return None
-        identity = {**m.config(), **getattr(m, "cache_identity", dict)()}
+        identity = {**getattr(m, "maps_config", m.config)(), **getattr(m, "cache_identity", dict)()}
         key = cache_key(identity, self.info.get("checkpoint_sha256"), ds.name, ds.split, ds.fingerprint(),
                         self.options)
         return ScoreCache(key, self.cache_root)
@@ -75,23 +78,34 @@ class Prepared:
             return None, None
         if stage.threshold is not None:
             return float(stage.threshold), None
-        val, state = self.pixel_pass(self.method.calibration_split, "calibrating", from_cache)
+        val, state = self.pixel_pass(self.calibration_split(), "calibrating", from_cache)
         return float(state.threshold_at_tpr(stage.calibrate_tpr)), val
+
+    def calibration_split(self) -> str:
+        """The method's calibration split where the dataset has it, else the dataset's own validation split
+        (``Dataset.validation_split``), else the evaluated split itself (e.g. Road Anomaly, a single test split):
+        the record then says that the threshold saw the evaluated labels, as an oracle threshold does."""
+        wanted, own = self.method.calibration_split, self.ds.validation_split
+        if wanted == own or wanted in getattr(self.ds, "SPLITS", ()):
+            return wanted
+        return own or self.ds.split
 
 
 def prepare(method: str | Method, dataset: str = "synthetic", split: str = "test",
             data_root: str | Path | None = None, dataset_options: dict[str, Any] | None = None, seed: int = 0,
             checkpoint: str | Path | None = None, batch_size: int = 4, progress: bool = True,
-            score_cache: bool = True, cache_root: str | Path | None = None, need_cache: str = "") -> Prepared:
+            score_cache: bool = True, cache_root: str | Path | None = None, need_cache: str = "",
+            network: str | None = None) -> Prepared:
     """Create the split (OoD labels only) and the method (``checkpoint``: local weights instead of its card's
     download), bind the method to the data and set it up. ``need_cache`` names what needs the score cache (e.g.
-    sharded runs), refused before the set-up loads anything when the method keeps no cache."""
+    sharded runs), refused before the set-up loads anything when the method keeps no cache. ``network``: the network
+    card a model-based method runs on (default: its method card's)."""
     opts = dict(dataset_options or {})
     ds = DATASETS.create(dataset, root=data_root, split=split, **opts)
     if ds.label_kind != "ood":
         raise OodbenchError(f"dataset {dataset!r} split {split!r} has {ds.label_kind} labels, not OoD labels; "
                             f"choose an OoD benchmark (`oodbench list datasets`)")
-    m = _create(method, seed, checkpoint) if isinstance(method, str) else method
+    m = _create(method, seed, checkpoint, network) if isinstance(method, str) else method
     cacheable = getattr(m, "cacheable", False)
     if need_cache and not (score_cache and cacheable):
         fixes = [fix for fix, needed in (("drop --no-score-cache", not score_cache), (

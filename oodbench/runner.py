@@ -48,7 +48,7 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
         out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
         dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
-        deep_fingerprint: bool = False, checkpoint: str | Path | None = None,
+        deep_fingerprint: bool = False, checkpoint: str | Path | None = None, network: str | None = None,
         components: bool = True, threshold: str | float = "oracle", track: str | None = None,
         bootstrap: int = 0, conventions: Sequence[str] = (), score_cache: bool = True,
         cache_root: str | Path | None = None, shard: tuple[int, int] | None = None,
@@ -57,6 +57,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo").
     ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes.
     ``checkpoint``: a local weights file for a model-based method, instead of its card's download.
+    ``network``: the network card (``methods/networks/``) a score method runs on, instead of its method card's.
     ``components``: add SegmentMeIfYouCan component metrics at the threshold ``threshold`` chooses (see
     ``ThresholdPolicy.parse``), with the size filters of ``track`` (default: the dataset's).
     ``bootstrap``: that many seeded resamples of the images give confidence intervals of AP, FPR95 and mean F1.
@@ -72,14 +73,16 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     names = list(conventions) + (["smiyc768"] if code_rule else [])  # whose bins that rule reads
     named = {name: create_convention(name) for name in dict.fromkeys(names)}
     prep = prepare(method, dataset, split, data_root, dataset_options, seed, checkpoint, batch_size, progress,
-                   score_cache, cache_root, need_cache="sharded runs and merging" if shard or from_cache else "")
+                   score_cache, cache_root, need_cache="sharded runs and merging" if shard or from_cache else "",
+                   network=network)
     ds, m, method_info, opts = prep.ds, prep.method, prep.info, prep.options
     setup_seconds = time.perf_counter() - start
     scorer = None if from_cache else m
 
     stage = m.segment_stage
     seg_threshold, val = prep.segment_threshold(from_cache)
-    calibration = {"target_tpr": stage.calibrate_tpr, **_split_info(val, deep_fingerprint)} if val is not None else None
+    calibration = None if val is None else {"target_tpr": stage.calibrate_tpr, "on_evaluated_split": val.split == ds.split,
+                                            **_split_info(val, deep_fingerprint)}
     comp_threshold, comp_extra = None, {}
     if policy is not None and policy.kind != "oracle":
         val_state = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,8 @@ import torch
 from oodbench.cli import main
 from oodbench.errors import CheckpointError, OodbenchError
 from oodbench.methods import cards, create_method
-from oodbench.methods.cards import card_model, list_method_cards, load_method_card
+from oodbench.methods.cards import card_network, list_method_cards, load_method_card
+from oodbench.models import network_cards
 from oodbench.models import create_model
 from oodbench.runner import run
 
@@ -31,19 +33,21 @@ def published_checkpoint(path, arch: str, seed: int = 0):
 
 @pytest.fixture
 def tiny_cards(tmp_path, monkeypatch):
-    """A copy of the shipped cards whose model is tiny_deeplab, served from a file:// URL."""
+    """A copy of the shipped method and WRN38 network cards whose model is tiny_deeplab, served from a file:// URL."""
     ckpt = tmp_path / "server" / "released.pth"
     ckpt.parent.mkdir()
     weights, digest = published_checkpoint(ckpt, "tiny_deeplab")
     folder = tmp_path / "cards"
-    folder.mkdir()
+    (folder / "networks").mkdir(parents=True)
     for name in list_method_cards():
-        text = (cards.CARDS_DIR / f"{name}.toml").read_text()
+        shutil.copy(cards.CARDS_DIR / f"{name}.toml", folder)
+        network = card_network(load_method_card(name))
+        text = Path(network.path).read_text()
         text = text.replace('name = "deeplabv3plus_wrn38"', 'name = "tiny_deeplab"')
         text = text.replace('checkpoint_sha256 = ""', f'checkpoint_sha256 = "{digest}"')
-        url = card_model(load_method_card(name)).checkpoint_url
-        (folder / f"{name}.toml").write_text(text.replace(url, ckpt.as_uri()))
+        (folder / "networks" / Path(network.path).name).write_text(text.replace(network.checkpoint_url, ckpt.as_uri()))
     monkeypatch.setattr(cards, "CARDS_DIR", folder)
+    monkeypatch.setattr(network_cards, "NETWORKS_DIR", folder / "networks")
     monkeypatch.setenv("OODBENCH_HOME", str(tmp_path / "home"))
     return ckpt, weights, digest
 
@@ -56,8 +60,9 @@ def laf(tmp_path):
 def test_shipped_cards_name_the_paper_configuration():
     assert {"entmax", "baseline"} <= set(list_method_cards())
     entmax = load_method_card("entmax")
-    spec = card_model(entmax)
-    assert spec.name == "deeplabv3plus_wrn38" and spec.num_classes == 19
+    spec = card_network(entmax)
+    assert spec.name == "deeplabv3plus_wrn38_entmax" and spec.model == "deeplabv3plus_wrn38" and spec.num_classes == 19
+    assert spec.protocol.input_size is None and spec.protocol.score_channels is None  # full resolution, 19 outputs
     assert spec.checkpoint_file == "DeepLabV3+_WideResNet38_epoch_4_alpha_0.9.pth"
     assert spec.checkpoint_url.startswith("https://") and spec.checkpoint_sha256 is None  # unpublished
     assert entmax["score"] == create_method("entmax").score_name == "entropy"

@@ -13,7 +13,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     data = panel_data(args.method, dataset=args.dataset, image_id=args.id, split=args.split,
                       data_root=args.data_root, seed=args.seed, batch_size=args.batch_size,
                       dataset_options=parse_options(args.option), meta_protocol=args.meta_protocol,
-                      score_cache=not args.no_score_cache, progress=not args.quiet, checkpoint=args.checkpoint)
+                      score_cache=not args.no_score_cache, progress=not args.quiet, checkpoint=args.checkpoint,
+                      network=args.network)
     out = args.out or default_panel_path(data.method, data.dataset, data.image_id, args.out_dir)
     info = render_panel(data, out, dpi=args.dpi)
     segs = data.segments
@@ -41,6 +42,8 @@ def register(sub) -> None:
                    help="meta classifier cross-validation, as in `run` (default: the method's)")
     s.add_argument("--checkpoint", default=None, metavar="PATH",
                    help="as in `run`: local weights for a model-based method instead of its card's download")
+    s.add_argument("--network", default=None, metavar="NAME",
+                   help="as in `run`: the network card a score method runs on (`oodbench list networks`)")
     s.add_argument("--no-score-cache", action="store_true",
                    help="as in `run`: float32 scores, neither reading nor writing the float16 score cache")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")

@@ -45,6 +45,7 @@ class Dataset(Sequence[Sample]):
     label_kind: str = "ood"  # "ood" (0/1/255) or "train_ids"
     domain: str = "real"  # "real" road scenes (Cityscapes-trained models) or "embedded" (the synthetic benchmark)
     component_track: str = "anomaly"  # SegmentMeIfYouCan size-filter preset for component metrics
+    validation_split: str | None = None  # where thresholds are fixed when a method's own choice ("val") is absent
 
     def __init__(self, root: str | Path, split: str):
         self.root = Path(root)

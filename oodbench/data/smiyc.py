@@ -57,6 +57,7 @@ class SmiycDataset(Dataset):
 
     label_kind = "ood"
     SPLITS = ("validation", "test")
+    validation_split = "validation"
 
     def __init__(self, name: str, root: str | Path | None = None, split: str = "validation",
                  expected: int | bool | None = None):

@@ -162,6 +162,7 @@ def _tree(root: str | Path | None, seed: int, name: str) -> Path:
 
 def _named(ds, name: str, split: str):
     ds.name, ds.split, ds.domain = name, split, "embedded"
+    ds.validation_split = "val"
     return ds
 
 

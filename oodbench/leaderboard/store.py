@@ -13,12 +13,15 @@ from .validate import RecordError, check_file
 
 
 def entry_name(record: dict[str, Any]) -> str:
-    """The row a record competes for: its method, apart when it ran a local checkpoint (``--checkpoint``) instead of
-    its card's, so that a private file never stands in for the published model (leaderboard, compare, paper)."""
+    """The row a record competes for: its method, with the network when ``--network`` chose one other than the method
+    card's, and apart when it ran a local checkpoint (``--checkpoint``) that is not the published file, so that a
+    private file never stands in for the published model (leaderboard, compare, paper)."""
     method = record["method"]
-    if not (method.get("model_info") or {}).get("local_override"):
-        return method["name"]
-    return f"{method['name']} (local checkpoint {str(method.get('checkpoint_sha256') or '?')[:8]})"
+    info = method.get("model_info") or {}
+    parts = [method["network"]] if method.get("network") and info.get("network_source") == "--network" else []
+    if info.get("local_override") and not info.get("matches_published"):
+        parts.append(f"local checkpoint {str(method.get('checkpoint_sha256') or '?')[:8]}")
+    return method["name"] + (f" ({', '.join(parts)})" if parts else "")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,10 @@ class Method:
     def config(self) -> dict[str, Any]:
         return {"name": self.name}
 
+    def maps_config(self) -> dict[str, Any]:
+        """What identifies the score maps in the score cache (with ``cache_identity``); by default the config."""
+        return self.config()
+
 
 class MethodRegistry(Registry[Method]):
     """Registry whose lookup also answers ``X_meta`` for every probability-providing method ``X``."""

@@ -1,27 +1,15 @@
-"""Method cards: the TOML files in the repository's ``methods/`` folder naming the model, checkpoint URL and
-sha256, score and stages of a published configuration, so a run on real data reproduces it."""
+"""Method cards: the TOML files in the repository's ``methods/`` folder naming the network (a card in
+``methods/networks/``), score and stages of a published configuration, so a run on real data reproduces it."""
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, OodbenchError
+from ..models.network_cards import NetworkCard, load_network_card
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "methods"
-
-
-@dataclass(frozen=True)
-class CardModel:
-    """The network a card runs on real road scenes, and where its weights come from."""
-
-    name: str
-    num_classes: int
-    checkpoint_file: str
-    checkpoint_url: str | None
-    checkpoint_sha256: str | None
-    source: str
 
 
 def list_method_cards() -> list[str]:
@@ -43,13 +31,11 @@ def load_method_card(name: str) -> dict[str, Any]:
     return card
 
 
-def card_model(card: dict[str, Any]) -> CardModel:
-    """The ``[model]`` table of a card; empty url or sha256 mean unpublished."""
-    try:
-        m = card["model"]
-        return CardModel(name=m["name"], num_classes=int(m.get("num_classes", 19)),
-                         checkpoint_file=m["checkpoint_file"], checkpoint_url=m.get("checkpoint_url") or None,
-                         checkpoint_sha256=m.get("checkpoint_sha256") or None, source=m.get("source", ""))
-    except KeyError as exc:
-        raise CheckpointError(f"{card.get('path', card.get('name'))}: the [model] table lacks {exc}; it needs name, "
-                              f"checkpoint_file and (optionally) checkpoint_url, checkpoint_sha256") from None
+def card_network(card: dict[str, Any]) -> NetworkCard:
+    """The network a method card runs on real road scenes (its ``network`` key names a card in
+    ``methods/networks/``)."""
+    name = card.get("network")
+    if not isinstance(name, str) or not name:
+        raise CheckpointError(f"{card.get('path', card.get('name'))}: the card names no network; add "
+                              f"network = \"<card in methods/networks/>\" (`oodbench list networks`)")
+    return load_network_card(name)
