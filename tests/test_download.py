@@ -1,15 +1,19 @@
 """Checkpoint download: sha256 verified while streaming, verified cache reuse, atomic replacement,
-clean failure on mismatch, network error or interrupt, and the --checkpoint override."""
+clean failure on mismatch, network error or interrupt, the --checkpoint override, and the resume of an
+interrupted http download (Range requests to a local server that can drop, ignore ranges or send HTML)."""
 import hashlib
 import http.server
 import os
+import re
 import threading
+import time
 import urllib.request
 import warnings
 
 import pytest
 
-from oodbench.errors import CheckpointError
+from oodbench import fetch
+from oodbench.errors import CheckpointError, OodbenchError
 from oodbench.models import download
 from oodbench.models.download import (UnverifiedCheckpointWarning, default_cache_dir, fetch_checkpoint,
                                       resolve_checkpoint, sha256_of)
@@ -47,7 +51,7 @@ V2 = os.urandom(5 * 1024 + 3)
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(download, "CHUNK_SIZE", 1024)
+    monkeypatch.setattr(fetch, "CHUNK_SIZE", 1024)
 
 
 def test_downloads_and_verifies(source, cache):
@@ -161,7 +165,7 @@ def test_interrupt_keeps_previous_file_and_leaves_no_part(source, cache, tmp_pat
     url = source(V1)
     fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
     source(V2)
-    monkeypatch.setattr(download, "_read_chunks", interrupt_after_one_chunk(exc))
+    monkeypatch.setattr(fetch, "_read_chunks", interrupt_after_one_chunk(exc))
     with pytest.raises(raised), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fetch_checkpoint(url, digest(V2), cache_dir=cache, progress=False)
@@ -171,7 +175,7 @@ def test_interrupt_keeps_previous_file_and_leaves_no_part(source, cache, tmp_pat
 
 
 def test_interrupt_of_first_download_leaves_empty_cache(source, cache, monkeypatch):
-    monkeypatch.setattr(download, "_read_chunks", interrupt_after_one_chunk(KeyboardInterrupt()))
+    monkeypatch.setattr(fetch, "_read_chunks", interrupt_after_one_chunk(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         fetch_checkpoint(source(V1), digest(V1), cache_dir=cache, progress=False)
     assert cache_files(cache) == []
@@ -251,3 +255,174 @@ def test_resolve_precedence_and_errors(source, cache, tmp_path):
 def test_default_cache_dir_is_under_home(monkeypatch, tmp_path):
     monkeypatch.setenv("OODBENCH_HOME", str(tmp_path / "home"))
     assert default_cache_dir() == tmp_path / "home" / "checkpoints"
+
+
+class RangeServer:
+    """What the local server serves and how: ``files`` maps a path to (body, content type); ``drop_after[path] = N``
+    sends N bytes of the next reply for that path, then closes the connection; ``ignore_range`` answers every
+    request with the whole file (200). ``requests`` records (path, Range header) of each GET."""
+
+    def __init__(self, base: str = ""):
+        self.base = base
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.drop_after: dict[str, int] = {}
+        self.ignore_range = False
+        self.requests: list[tuple[str, str | None]] = []
+
+    def serve(self, name: str, body: bytes, ctype: str = "application/octet-stream") -> str:
+        self.files["/" + name] = (body, ctype)
+        return f"{self.base}/{name}"
+
+    def ranges(self, name: str) -> list[str | None]:
+        return [rng for path, rng in self.requests if path == "/" + name]
+
+
+def range_handler(state: RangeServer):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            rng = self.headers.get("Range")
+            state.requests.append((self.path, rng))
+            if self.path not in state.files:
+                self.send_error(404)
+                return
+            body, ctype = state.files[self.path]
+            m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+            start = int(m.group(1)) if m and not state.ignore_range else 0
+            if start >= len(body) > 0:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.send_header("Accept-Ranges", "none" if state.ignore_range else "bytes")
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body) - start))
+            self.end_headers()
+            cut = state.drop_after.pop(self.path, None)
+            try:
+                self.wfile.write(body[start:] if cut is None else body[start:start + cut])
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up: nothing to do
+                pass
+
+        def log_message(self, *args):
+            pass
+    return Handler
+
+
+@pytest.fixture
+def range_server():
+    """A ``RangeServer`` on 127.0.0.1 (a free port), shut down after the test."""
+    state = RangeServer()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), range_handler(state))
+    state.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+BIG = os.urandom(20 * 1024 + 5)
+
+
+def test_dropped_connection_keeps_part_and_resumes_with_range(range_server, cache, monkeypatch):
+    url = range_server.serve("model.pth", BIG)
+    range_server.drop_after["/model.pth"] = 7000
+    with pytest.raises(CheckpointError) as err:
+        fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=False)
+    msg = str(err.value)
+    assert url in msg and "truncated (7000 of" in msg
+    assert "model.pth.part" in msg and "run the same command again" in msg
+    assert cache_files(cache) == ["model.pth.part"] and (cache / "model.pth.part").read_bytes() == BIG[:7000]
+    bars = []
+    real_tqdm = fetch.tqdm
+    monkeypatch.setattr(fetch, "tqdm", lambda **kw: bars.append(kw) or real_tqdm(**kw))
+    path = fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=True)
+    assert path.read_bytes() == BIG and sha256_of(path) == digest(BIG)
+    assert range_server.ranges("model.pth") == [None, "bytes=7000-"]
+    assert bars[0]["initial"] == 7000 and bars[0]["total"] == len(BIG)  # the bar starts at the resumed bytes
+    assert cache_files(cache) == ["model.pth", "model.pth.sha256"]
+
+
+def test_keyboard_interrupt_over_http_keeps_the_part(range_server, cache, monkeypatch):
+    url = range_server.serve("model.pth", BIG)
+    monkeypatch.setattr(fetch, "_read_chunks", interrupt_after_one_chunk(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(fetch, "CHUNK_SIZE", 1024)
+    assert (cache / "model.pth.part").read_bytes() == BIG[:1024]
+    assert fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=False).read_bytes() == BIG
+    assert range_server.ranges("model.pth") == [None, "bytes=1024-"]
+
+
+def test_server_ignoring_range_restarts_cleanly(range_server, cache):
+    url = range_server.serve("model.pth", BIG)
+    range_server.drop_after["/model.pth"] = 5000
+    with pytest.raises(CheckpointError, match="truncated"):
+        fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=False)
+    range_server.ignore_range = True
+    assert fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=False).read_bytes() == BIG
+    assert range_server.ranges("model.pth") == [None, "bytes=5000-"]  # answered 200: the whole file, once
+    assert cache_files(cache) == ["model.pth", "model.pth.sha256"]
+
+
+def test_part_longer_than_the_file_gets_416_and_restarts(range_server, cache):
+    url = range_server.serve("model.pth", BIG)
+    cache.mkdir()
+    (cache / "model.pth.part").write_bytes(os.urandom(len(BIG) + 10))
+    assert fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=False).read_bytes() == BIG
+    assert range_server.ranges("model.pth") == [f"bytes={len(BIG) + 10}-", None]
+
+
+def test_stale_part_failing_the_checksum_is_downloaded_again_from_the_start(range_server, cache):
+    url = range_server.serve("model.pth", BIG)
+    cache.mkdir()
+    (cache / "model.pth.part").write_bytes(b"x" * 3000)  # e.g. the start of an older version of the file
+    assert fetch_checkpoint(url, digest(BIG), cache_dir=cache, progress=False).read_bytes() == BIG
+    assert range_server.ranges("model.pth") == ["bytes=3000-", None]
+
+
+def test_wrong_checksum_over_http_leaves_no_part(range_server, cache):
+    url = range_server.serve("model.pth", BIG)
+    with pytest.raises(CheckpointError, match=f"expected {digest(V1)}, got {digest(BIG)}"):
+        fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
+    assert cache_files(cache) == []
+
+
+def test_md5_alone_is_verified(range_server, tmp_path):
+    url = range_server.serve("data.zip", BIG)
+    md5 = hashlib.md5(BIG).hexdigest()
+    assert fetch.fetch_url(url, tmp_path / "data.zip", md5=md5.upper(), progress=False) == digest(BIG)
+    wrong = hashlib.md5(b"other").hexdigest()
+    with pytest.raises(OodbenchError, match=f"md5 mismatch: expected {wrong}, got {md5}"):
+        fetch.fetch_url(url, tmp_path / "again.zip", md5=wrong, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.zip"]
+    with pytest.raises(OodbenchError, match="not a md5 digest"):
+        fetch.fetch_url(url, tmp_path / "x.zip", md5="abc")
+
+
+def test_waits_for_a_concurrent_download_of_the_same_file(range_server, tmp_path):
+    """Another process holding the part: wait, then take its finished file instead of downloading it again."""
+    fcntl = pytest.importorskip("fcntl")
+    url = range_server.serve("model.pth", BIG)
+    dest = tmp_path / "model.pth"
+    part = fetch.part_path(dest)
+    result = {}
+    with open(part, "a+b") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        thread = threading.Thread(target=lambda: result.update(sha=fetch.fetch_url(url, dest, sha256=digest(BIG),
+                                                                                   progress=False)))
+        thread.start()
+        time.sleep(0.3)
+        assert thread.is_alive()  # waiting for the lock
+        other.write(BIG)
+        other.flush()
+        os.replace(part, dest)
+    thread.join(10)
+    assert result["sha"] == digest(BIG) and range_server.requests == []  # nothing downloaded twice
+    assert sorted(os.listdir(tmp_path)) == ["model.pth"]

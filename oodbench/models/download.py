@@ -1,36 +1,24 @@
-"""Checkpoint download by URL into a verified cache: sha256 checked while streaming, atomic rename,
-and a ``--checkpoint PATH`` override for offline use.
+"""Checkpoint download by URL into a verified cache: sha256 checked while streaming, atomic rename, resume of an
+interrupted http(s) download (:mod:`oodbench.fetch`), and a ``--checkpoint PATH`` override for offline use.
 
 A cached file is reused only when it matches the published sha256, or, when none is published,
 when it is unchanged since this same URL delivered it (see :func:`fetch_checkpoint`).
 """
 from __future__ import annotations
 
-import hashlib
-import http.client
 import json
 import os
-import re
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Iterator
-
-from tqdm.auto import tqdm
 
 from .. import paths
 from ..errors import CheckpointError
+from ..fetch import SCHEMES, fetch_url, normalize_digest
 from ..files import atomic_write
 from .checkpoint import sha256_file
 
 __all__ = ["UnverifiedCheckpointWarning", "default_cache_dir", "fetch_checkpoint", "resolve_checkpoint", "sha256_of"]
-
-CHUNK_SIZE = 1 << 20
-SCHEMES = ("http", "https", "file")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class UnverifiedCheckpointWarning(UserWarning):
@@ -84,12 +72,7 @@ def sha256_of(path: str | Path) -> str:
 
 
 def _normalize_sha256(sha256: str | None) -> str | None:
-    if sha256 is None:
-        return None
-    digest = sha256.strip().lower()
-    if not _HEX64.fullmatch(digest):
-        raise CheckpointError(f"{sha256!r} is not a sha256 digest (64 hexadecimal characters)")
-    return digest
+    return normalize_digest(sha256, "sha256", CheckpointError)
 
 
 def _cache_name(url: str, filename: str | None) -> str:
@@ -106,63 +89,13 @@ def _cache_name(url: str, filename: str | None) -> str:
     return name
 
 
-def _read_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
-    """Yield the response body in chunks (a seam for tests that interrupt a download)."""
-    while chunk := stream.read(size):
-        yield chunk
-
-
-def _network_error(url: str, exc: BaseException) -> CheckpointError:
-    if isinstance(exc, urllib.error.HTTPError):
-        reason = f"HTTP {exc.code} {exc.reason}"
-    elif isinstance(exc, urllib.error.URLError):
-        reason = exc.reason
-    else:
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return CheckpointError(f"{url}: download failed ({reason}). Check the URL and your connection, "
-                           f"or download the file by hand and pass --checkpoint PATH")
-
-
 def _download(url: str, dest: Path, expected: str | None, progress: bool, timeout: float) -> str:
-    """Stream ``url`` into a ``.part`` file beside ``dest`` while hashing; rename it over ``dest`` only
-    after the hash matched, so an interrupted or wrong download never replaces a good file."""
-    request = urllib.request.Request(url, headers={"User-Agent": "oodbench"})
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        h, received = hashlib.sha256(), 0
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
-                if url.lower().startswith("http") and resp.headers.get_content_type() == "text/html":
-                    raise CheckpointError(f"{url}: the server sent an HTML page, not a checkpoint (a login or "
-                                          f"confirmation page?); download the file by hand and pass --checkpoint PATH")
-                length = resp.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                with tqdm(total=total, desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-                          disable=not progress, leave=False) as bar:
-                    for chunk in _read_chunks(resp, CHUNK_SIZE):
-                        out.write(chunk)
-                        h.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-            raise _network_error(url, exc) from exc
-        if total is not None and received != total:
-            raise CheckpointError(f"{url}: download truncated ({received} of {total} bytes); try again, "
-                                  f"or download the file by hand and pass --checkpoint PATH")
-        actual = h.hexdigest()
-        if expected is not None and actual != expected:
-            raise CheckpointError(
-                f"{url}: sha256 mismatch: expected {expected}, got {actual}. The file at this URL is not the "
-                f"published checkpoint: check the URL, or download the right file and pass --checkpoint PATH")
-        _sidecar(dest).unlink(missing_ok=True)
-        os.replace(tmp, dest)
-        _write_sidecar(dest, actual, dest.stat(), url)
-        return actual
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Fetch ``url`` over ``dest`` (verified, resumable: see :func:`oodbench.fetch.fetch_url`) and record its hash."""
+    actual = fetch_url(url, dest, sha256=expected, what="checkpoint", error=CheckpointError,
+                       manual="download the file by hand and pass --checkpoint PATH", progress=progress,
+                       timeout=timeout)
+    _write_sidecar(dest, actual, dest.stat(), url)
+    return actual
 
 
 def fetch_checkpoint(url: str, sha256: str | None, *, cache_dir: str | Path | None = None,
