@@ -10,7 +10,7 @@ from ..cli import parse_options
 
 TRAIN_FIELDS = ("data_root", "proxy_dataset", "proxy_root", "proxy_mode", "proxy_fraction", "model", "init", "epochs",
                 "lr", "batch_size", "crop", "lam", "workers", "device", "log_every", "save_every", "val_every",
-                "val_max_images", "max_steps")
+                "val_max_images", "max_steps", "network")
 
 
 def _percent(value) -> str:
@@ -20,17 +20,28 @@ def _percent(value) -> str:
 def cmd_train_dataset(args: argparse.Namespace) -> int:
     from ..training.trainer import EntmaxConfig, train_entmax
 
+    if args.network is not None:
+        flags = (("--model", args.model is not None), ("--model-option", args.model_option))
+        given = [flag for flag, on in flags if on]
+        if given:
+            raise OodbenchError(f"--network {args.network} conflicts with {' and '.join(given)}: the network card "
+                                f"sets the model, its options and class count; give either --network or --model")
     cfg = EntmaxConfig(dataset=args.dataset, seed=args.seed, amp=args.amp, fresh_optimizer=not args.keep_optimizer,
                        dataset_options=parse_options(args.option), model_options=parse_options(args.model_option),
                        **{f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f) is not None})
-    if cfg.init is None and not args.quiet and os.environ.get("RANK", "0") == "0":
+    if cfg.init is None and cfg.network is None and not args.quiet and os.environ.get("RANK", "0") == "0":
         print(f"oodbench: note: no --init checkpoint; {cfg.model} starts from random weights", file=sys.stderr)
-    out = args.out or f"runs/entmax-{cfg.model}-{cfg.proxy_mode}-seed{cfg.seed}"
+    out = args.out or f"runs/entmax-{cfg.network or cfg.model}-{cfg.proxy_mode}-seed{cfg.seed}"
     summary = train_entmax(cfg, out, resume=args.resume, progress=not args.quiet)
     if summary["sha256"] is not None:  # only the main process reports
         state = "finished" if summary["finished"] else "stopped early (resume with --resume)"
-        print(f"{cfg.model} entropy maximization ({cfg.proxy_mode} proxies): {state} after epoch {summary['epoch']}, "
-              f"step {summary['step']}\nval mIoU before {_percent(summary['miou_before'])}, "
+        init = summary.get("init") or {}
+        if init:
+            source = f"network {init['network']}, " if init.get("network") else ""
+            print(f"initial weights: {source}{init['checkpoint']} (sha256 {init['sha256'][:16]}..."
+                  + (", the published file" if init.get("matches_published") else "") + ")")
+        print(f"{cfg.network or cfg.model} entropy maximization ({cfg.proxy_mode} proxies): {state} after epoch "
+              f"{summary['epoch']}, step {summary['step']}\nval mIoU before {_percent(summary['miou_before'])}, "
               f"after {_percent(summary['miou_after'])}\nweights: {summary['model']} (sha256 {summary['sha256'][:16]}...)"
               f"\nresume state: {summary['state']}\nlog: {summary['log']}")
     return 0
@@ -72,9 +83,14 @@ def register(sub) -> None:
     g.add_argument("--proxy-mode", choices=["whole", "paste"], default=None,
                    help="whole proxy images (paper code, default) or objects pasted into frames")
     g.add_argument("--proxy-fraction", type=float, default=None, help="proxies per frame per epoch (default 0.1)")
+    g.add_argument("--network", default=None, metavar="NAME",
+                   help="a published network (card in methods/networks/, e.g. espnetv2_cityscapes): its model, "
+                        "options, classes, weights (--init overrides the download) and inference protocol (frames at "
+                        "its input size; the OoD term over its score channels); not with --model")
     g.add_argument("--model", default=None, help="registered model (default deeplabv3plus_wrn38)")
     g.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. width=8")
-    g.add_argument("--init", default=None, metavar="PATH", help="checkpoint to start from (e.g. the Cityscapes model)")
+    g.add_argument("--init", default=None, metavar="PATH",
+                   help="checkpoint to start from (e.g. the Cityscapes model; with --network, instead of its download)")
     g.add_argument("--epochs", type=int, default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--batch-size", type=int, default=None, help="global batch, split over torchrun processes")

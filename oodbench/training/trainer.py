@@ -1,29 +1,37 @@
 """Entropy-maximization fine-tuning at real scale (Chan et al. 2021): Cityscapes + COCO proxies streamed
 through a DataLoader, the paper's schedule by default, AMP, torchrun/DDP, resumable atomic checkpoints,
-and a JSON-lines log of losses and validation mIoU."""
+and a JSON-lines log of losses and validation mIoU. With a network card (``network``), the card gives the
+model, its options, class count, initial weights and inference protocol: frames reach the network at the
+protocol's input size, and the OoD term and validation see only its score channels."""
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as dist
+from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.base import DATASETS
+from ..data.base import DATASETS, Sample
 from ..errors import CheckpointError, DatasetError, OodbenchError
 from ..models.checkpoint import load_into, save_checkpoint
+from ..models.network_cards import InferenceProtocol, NetworkCard, load_network_card
 from ..models.registry import create_model
 from .distributed import (DistContext, all_reduce_sum, init_distributed, shard_epoch, shutdown, sync_buffers,
                           wrap_model)
-from .entmax_data import EntmaxTrainData, FrameData
-from .loss import entropy_maximization_loss
+from .entmax_data import EntmaxTrainData, FrameData, to_tensors
+from .loss import IGNORE_ID, OOD_ID, entropy_maximization_loss
 from .proxy import PROXY_MODES
 from .train_state import JsonlLog, atomic_save, capture_rng, load_state, restore_rng, seed_everything
-from .validation import autocast, evaluate_miou
+from .validation import autocast, evaluate_miou, miou_from_confusion, update_confusion
 
 STATE_FILE, MODEL_FILE, LOG_FILE = "last.pt", "model.pt", "log.jsonl"
 
@@ -58,6 +66,9 @@ class EntmaxConfig:
     val_every: int = 1  # validate every K epochs and after the last (0: never)
     val_max_images: int | None = None
     max_steps: int | None = None
+    network: str | None = None  # a network card (methods/networks/<name>.toml): sets model .. input_size
+    score_channels: int | None = None  # the outputs the OoD term and validation see (None: all); a card's protocol
+    input_size: list[int] | None = None  # [width, height] frames are resized to first (None: as they are)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +76,119 @@ class EntmaxConfig:
 
 # Settings a resumed run must share with its checkpoint (epochs may grow; paths, workers, logging may change).
 RESUME_KEYS = ("dataset", "proxy_dataset", "proxy_mode", "proxy_fraction", "model", "model_options",
-               "num_classes", "lr", "batch_size", "crop", "lam", "fresh_optimizer", "seed", "amp")
+               "num_classes", "lr", "batch_size", "crop", "lam", "fresh_optimizer", "seed", "amp", "network",
+               "score_channels", "input_size")
+
+
+def network_config(cfg: EntmaxConfig) -> tuple[EntmaxConfig, NetworkCard | None]:
+    """``cfg`` with the model, its options, class count, score channels and input size of its network card
+    (unchanged without one); a model or options other than the card's are an error."""
+    if cfg.network is None:
+        return cfg, None
+    card = load_network_card(cfg.network)
+    if cfg.model not in (EntmaxConfig.model, card.model) or (cfg.model_options and cfg.model_options != card.options):
+        raise OodbenchError(f"network {card.name} sets the model ({card.model} with options {card.options}); "
+                            f"model {cfg.model!r} with options {cfg.model_options} conflicts with it: give either "
+                            f"the network or a model")
+    size = list(card.protocol.input_size) if card.protocol.input_size is not None else None
+    return replace(cfg, model=card.model, model_options=dict(card.options), num_classes=card.num_classes,
+                   score_channels=card.protocol.score_channels, input_size=size), card
+
+
+def split_entmax_loss(logits: torch.Tensor, labels: torch.Tensor, lam: float = 0.9,
+                      score_channels: int | None = None) -> torch.Tensor:
+    """The paper's objective for a network whose first ``score_channels`` outputs are the classes that scores see
+    (e.g. ESPNetv2: 19 Cityscapes classes, then background): (1-lam) cross-entropy over all outputs on
+    in-distribution pixels, whose train ids must be score classes (so background is never a target), and lam
+    times the cross-entropy to the uniform distribution over the score classes' softmax on OoD pixels; summed
+    and divided by batch x score classes x pixels, which is ``entropy_maximization_loss`` when all outputs score."""
+    c = logits.shape[1]
+    k = c if score_channels is None else score_channels
+    if k == c:
+        return entropy_maximization_loss(logits, labels, lam)
+    unknown = (labels >= k) & (labels != OOD_ID) & (labels != IGNORE_ID)
+    if bool(unknown.any()):
+        raise ValueError(f"training labels hold values {torch.unique(labels[unknown]).tolist()} outside the "
+                         f"{k} score classes 0..{k - 1}, {OOD_ID} (OoD) and {IGNORE_ID} (ignore)")
+    logits = logits.float()
+    known = labels < k
+    logp = torch.log_softmax(logits, dim=1).gather(1, torch.where(known, labels, 0).long().unsqueeze(1)).squeeze(1)
+    in_dist = -(logp * known).sum()
+    ood = -(torch.log_softmax(logits[:, :k], dim=1).sum(1) * (labels == OOD_ID)).sum() / k
+    b, _, h, w = logits.shape
+    return ((1.0 - lam) * in_dist + lam * ood) / (b * k * h * w)
+
+
+class ResizedFrames(Sequence):
+    """Frames at the network's input size (width, height): images resized as the inference protocol resizes them
+    (PIL bilinear), label maps with nearest neighbours; frames of that size pass unchanged."""
+
+    def __init__(self, frames: Sequence[Sample], size: tuple[int, int] | list[int]):
+        self.frames, self.size = frames, (int(size[0]), int(size[1]))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        sample = self.frames[index]
+        if (sample.image.shape[1], sample.image.shape[0]) == self.size:
+            return sample
+        image = InferenceProtocol(input_size=self.size).prepare(sample.image[None])[0]
+        label = np.asarray(Image.fromarray(sample.label).resize(self.size, Image.NEAREST))
+        return Sample(sample.id, image, label, dict(sample.meta))
+
+
+class ProtocolFrames(FrameData):
+    """Validation frames as the network sees them (the protocol's input size) with their labels as they are."""
+
+    def __init__(self, frames: Sequence[Sample], limit: int | None, protocol: InferenceProtocol):
+        super().__init__(frames, limit)
+        self.protocol = protocol
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sample = self.frames[index]
+        return to_tensors(self.protocol.prepare(sample.image[None])[0], sample.label)
+
+
+@torch.no_grad()
+def evaluate_protocol_miou(model: nn.Module, loader: DataLoader, protocol: InferenceProtocol, num_classes: int,
+                           ctx: DistContext, amp: bool = False) -> float:
+    """mIoU over the score classes with the network's protocol: logits cut to its score channels and resized to
+    the label size, as scores are computed at evaluation; summed over all processes."""
+    was_training = model.training
+    model.eval()
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=ctx.device)
+    for image, label in loader:
+        label = label.to(ctx.device, non_blocking=True)
+        with autocast(ctx.device, amp):
+            logits = model(image.to(ctx.device, non_blocking=True).float())
+        update_confusion(conf, protocol.restore(logits, tuple(label.shape[-2:])).argmax(1), label)
+    all_reduce_sum(conf, ctx)
+    model.train(was_training)
+    return miou_from_confusion(conf)
+
+
+def resolve_init(card: NetworkCard, init: str | None, progress: bool, ctx: DistContext) -> Path:
+    """The initial weights of a network-card run: ``init`` (a local file) wins, else the card's verified download,
+    fetched by the main process while the others wait for it."""
+    from ..models.download import resolve_checkpoint
+
+    if init is not None:
+        path = Path(init).expanduser()
+        if not path.is_file():
+            raise CheckpointError(f"{path}: --init file not found" + (" (it is a folder; pass the checkpoint file "
+                                                                      "inside it)" if path.is_dir() else ""))
+    elif not card.checkpoint_url:
+        raise CheckpointError(f"network {card.name} publishes no download URL ({card.path}); pass --init PATH to "
+                              f"its weights")
+    if ctx.enabled and not ctx.is_main:
+        dist.barrier()  # rank 0 downloads first; the others then find the verified file in the cache
+    try:
+        return resolve_checkpoint(checkpoint=init, url=card.checkpoint_url, sha256=card.checkpoint_sha256,
+                                  filename=card.checkpoint_file, progress=progress and ctx.is_main)
+    finally:
+        if ctx.enabled and ctx.is_main:
+            dist.barrier()
 
 
 def _check(cfg: EntmaxConfig, ctx: DistContext) -> None:
@@ -74,6 +197,10 @@ def _check(cfg: EntmaxConfig, ctx: DistContext) -> None:
     for name in ("epochs", "batch_size", "crop"):
         if getattr(cfg, name) < 1:
             raise OodbenchError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.score_channels is not None and not 1 <= cfg.score_channels <= cfg.num_classes:
+        raise OodbenchError(f"score_channels {cfg.score_channels} must lie in 1..{cfg.num_classes} (the outputs)")
+    if cfg.input_size is not None and (len(cfg.input_size) != 2 or min(cfg.input_size) < 1):
+        raise OodbenchError(f"input_size {cfg.input_size} must be [width, height] in pixels")
     if cfg.batch_size % ctx.world_size:
         raise OodbenchError(f"batch size {cfg.batch_size} does not split evenly over {ctx.world_size} processes")
 
@@ -103,6 +230,7 @@ class EntmaxTrainer:
 
     def __init__(self, cfg: EntmaxConfig, out: str | Path, resume: bool = False, progress: bool = True,
                  ctx: DistContext | None = None):
+        cfg, card = network_config(cfg)
         self.cfg, self.out, self.resume, self.progress = cfg, Path(out), resume, progress
         self.ctx = ctx or DistContext()
         _check(cfg, self.ctx)
@@ -112,11 +240,21 @@ class EntmaxTrainer:
                                 f"or choose another --out")
         seed_everything(cfg.seed)
         train, proxies, val = _datasets(cfg)
+        # the network's view: the card's protocol (input size, score channels), or the frames and outputs as they are
+        self.protocol = card.protocol if card is not None else InferenceProtocol(
+            input_size=tuple(cfg.input_size) if cfg.input_size else None, score_channels=cfg.score_channels)
+        self.plain_view = cfg.input_size is None and cfg.score_channels in (None, cfg.num_classes)
+        if cfg.input_size is not None:
+            train = ResizedFrames(train, cfg.input_size)
         self.data = EntmaxTrainData(train, proxies, cfg.proxy_mode, cfg.proxy_fraction, cfg.crop, cfg.seed)
-        self.val = FrameData(val, cfg.val_max_images) if val is not None else None
+        self.val = None
+        if val is not None:
+            self.val = FrameData(val, cfg.val_max_images) if self.plain_view else \
+                ProtocolFrames(val, cfg.val_max_images, self.protocol)
         self.model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_options)
-        if cfg.init and not resume:  # a resumed run's weights come from its state file
-            load_into(self.model, cfg.init)
+        self.init_info: dict[str, Any] | None = None
+        if not resume:  # a resumed run's weights come from its state file
+            self.init_info = self._load_init(card)
         self.model.to(self.ctx.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=cfg.amp and self.ctx.device.type == "cuda")
@@ -129,6 +267,19 @@ class EntmaxTrainer:
         self.net = wrap_model(self.model, self.ctx)
 
     # -- state ----------------------------------------------------------------------------------
+    def _load_init(self, card: NetworkCard | None) -> dict[str, Any] | None:
+        """Load the initial weights (the card's, or ``init``); what was loaded, with its sha256, for the records."""
+        init = self.cfg.init
+        if card is None and not init:
+            return None
+        path = resolve_init(card, init, self.progress, self.ctx) if card is not None else Path(init)
+        loaded = load_into(self.model, path, cached_hash=init is None)
+        published = card.checkpoint_sha256 if card is not None else None
+        return {"network": None if card is None else card.name, "checkpoint": str(path), "sha256": loaded["sha256"],
+                "published_sha256": published,
+                "matches_published": None if published is None else loaded["sha256"] == published,
+                "local_override": init is not None}
+
     def _load(self, path: Path) -> None:
         state = load_state(path)
         stored = state.get("config", {})
@@ -144,6 +295,7 @@ class EntmaxTrainer:
         meters = state["meters"].to(self.ctx.device)
         self.meters = meters if self.ctx.is_main else torch.zeros_like(meters)
         self.miou_before, self.miou_after = state["miou_before"], state["miou_after"]
+        self.init_info = state.get("init")
         restore_rng(state["rng"])
         self.log.keep_until(self.global_step)
         self.log.write("resume", epoch=self.epoch, step=self.global_step, world_size=self.ctx.world_size)
@@ -157,13 +309,16 @@ class EntmaxTrainer:
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "meters": meters.cpu(), "miou_before": self.miou_before, "miou_after": self.miou_after,
             "rng": capture_rng(), "config": self.cfg.to_dict(), "world_size": self.ctx.world_size,
+            "init": self.init_info,
         }, self.out / STATE_FILE)
 
     def _save_model(self) -> str | None:
         if not self.ctx.is_main:
             return None
+        init = self.init_info or {}
         meta = {"arch": self.cfg.model, "epoch": self.epoch, "global_step": self.global_step, "lam": self.cfg.lam,
-                "proxy_mode": self.cfg.proxy_mode, "miou_before": self.miou_before, "miou_after": self.miou_after}
+                "proxy_mode": self.cfg.proxy_mode, "miou_before": self.miou_before, "miou_after": self.miou_after,
+                "network": self.cfg.network, "init_sha256": init.get("sha256")}
         return save_checkpoint(self.model.state_dict(), self.out / MODEL_FILE, meta=meta)
 
     # -- steps ----------------------------------------------------------------------------------
@@ -171,7 +326,11 @@ class EntmaxTrainer:
         sync_buffers(self.model, self.ctx)
         mine = list(range(len(self.val)))[self.ctx.rank::self.ctx.world_size]
         loader = _loader(self.val, mine, 1, self.cfg, self.ctx)
-        miou = evaluate_miou(self.model, loader, self.cfg.num_classes, self.ctx, self.cfg.amp)
+        if self.plain_view:
+            miou = evaluate_miou(self.model, loader, self.cfg.num_classes, self.ctx, self.cfg.amp)
+        else:
+            miou = evaluate_protocol_miou(self.model, loader, self.protocol, self.cfg.score_channels or
+                                          self.cfg.num_classes, self.ctx, self.cfg.amp)
         self.log.write("val", epoch=self.epoch, step=self.global_step, miou=miou, images=len(self.val))
         return miou
 
@@ -180,7 +339,7 @@ class EntmaxTrainer:
         y = label.to(self.ctx.device, non_blocking=True).long()
         with autocast(self.ctx.device, self.cfg.amp):
             logits = self.net(x)
-        loss = entropy_maximization_loss(logits, y, self.cfg.lam)
+        loss = split_entmax_loss(logits, y, self.cfg.lam, self.cfg.score_channels)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -230,7 +389,7 @@ class EntmaxTrainer:
             if self.ctx.is_main:
                 self.log.path.unlink(missing_ok=True)
             self.log.write("start", epoch=0, step=0, config=cfg.to_dict(), world_size=self.ctx.world_size,
-                           device=str(self.ctx.device), command=sys.argv)
+                           device=str(self.ctx.device), command=sys.argv, init=self.init_info)
             if self.val is not None:
                 self.miou_before = self.miou_after = self._validate()
         self.model.train()
@@ -253,7 +412,8 @@ class EntmaxTrainer:
         summary = {"epoch": self.epoch, "step": self.global_step, "finished": finished,
                    "miou_before": self.miou_before, "miou_after": self.miou_after,
                    "model": str(self.out / MODEL_FILE), "sha256": sha, "state": str(self.out / STATE_FILE),
-                   "log": str(self.out / LOG_FILE)}
+                   "log": str(self.out / LOG_FILE), "network": self.cfg.network,
+                   "init_sha256": (self.init_info or {}).get("sha256"), "init": self.init_info}
         self.log.write("end", **summary)
         return summary
 
