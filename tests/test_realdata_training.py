@@ -38,8 +38,9 @@ from oodbench.models.checkpoint import load_into, read_state_dict, sha256_file
 from oodbench.models.network_cards import load_network_card
 from oodbench.scores import SCORES
 from oodbench.training.distributed import DistContext
-from oodbench.training.loss import IGNORE_ID, OOD_ID, entropy_maximization_loss
-from oodbench.training.trainer import ProtocolFrames, evaluate_protocol_miou, split_entmax_loss
+from oodbench.training.loss import IGNORE_ID, OOD_ID, entropy_maximization_loss, split_entmax_loss
+from oodbench.training.network_setup import ProtocolFrames
+from oodbench.training.validation import evaluate_protocol_miou
 
 NETWORK = "espnetv2_cityscapes"
 WEIGHTS = espnetv2_weights(2.0)

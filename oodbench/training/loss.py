@@ -27,3 +27,27 @@ def entropy_maximization_loss(logits: torch.Tensor, labels: torch.Tensor, lam: f
                          f"0..{logits.shape[1] - 1}, {OOD_ID} (OoD) and {IGNORE_ID} (ignore)")
     target = soft_targets(labels, logits.shape[1], lam)
     return torch.mean(-target * torch.log_softmax(logits.float(), dim=1))
+
+
+def split_entmax_loss(logits: torch.Tensor, labels: torch.Tensor, lam: float = 0.9,
+                      score_channels: int | None = None) -> torch.Tensor:
+    """The paper's objective for a network whose first ``score_channels`` outputs are the classes that scores see
+    (e.g. ESPNetv2: 19 Cityscapes classes, then background): (1-lam) cross-entropy over all outputs on
+    in-distribution pixels, whose train ids must be score classes (so background is never a target), and lam
+    times the cross-entropy to the uniform distribution over the score classes' softmax on OoD pixels; summed
+    and divided by batch x score classes x pixels, which is ``entropy_maximization_loss`` when all outputs score."""
+    c = logits.shape[1]
+    k = c if score_channels is None else score_channels
+    if k == c:
+        return entropy_maximization_loss(logits, labels, lam)
+    unknown = (labels >= k) & (labels != OOD_ID) & (labels != IGNORE_ID)
+    if bool(unknown.any()):
+        raise ValueError(f"training labels hold values {torch.unique(labels[unknown]).tolist()} outside the "
+                         f"{k} score classes 0..{k - 1}, {OOD_ID} (OoD) and {IGNORE_ID} (ignore)")
+    logits = logits.float()
+    known = labels < k
+    logp = torch.log_softmax(logits, dim=1).gather(1, torch.where(known, labels, 0).long().unsqueeze(1)).squeeze(1)
+    in_dist = -(logp * known).sum()
+    ood = -(torch.log_softmax(logits[:, :k], dim=1).sum(1) * (labels == OOD_ID)).sum() / k
+    b, _, h, w = logits.shape
+    return ((1.0 - lam) * in_dist + lam * ood) / (b * k * h * w)

@@ -7,31 +7,27 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
-from PIL import Image
-from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.base import DATASETS, Sample
+from ..data.base import DATASETS
 from ..errors import CheckpointError, DatasetError, OodbenchError
 from ..models.checkpoint import load_into, save_checkpoint
-from ..models.network_cards import InferenceProtocol, NetworkCard, load_network_card
+from ..models.network_cards import InferenceProtocol, NetworkCard
 from ..models.registry import create_model
 from .distributed import (DistContext, all_reduce_sum, init_distributed, shard_epoch, shutdown, sync_buffers,
                           wrap_model)
-from .entmax_data import EntmaxTrainData, FrameData, to_tensors
-from .loss import IGNORE_ID, OOD_ID, entropy_maximization_loss
+from .entmax_data import EntmaxTrainData, FrameData
+from .loss import split_entmax_loss
+from .network_setup import ProtocolFrames, ResizedFrames, network_config, resolve_init
 from .proxy import PROXY_MODES
 from .train_state import JsonlLog, atomic_save, capture_rng, load_state, restore_rng, seed_everything
-from .validation import autocast, evaluate_miou, miou_from_confusion, update_confusion
+from .validation import autocast, evaluate_miou, evaluate_protocol_miou
 
 STATE_FILE, MODEL_FILE, LOG_FILE = "last.pt", "model.pt", "log.jsonl"
 
@@ -78,117 +74,6 @@ class EntmaxConfig:
 RESUME_KEYS = ("dataset", "proxy_dataset", "proxy_mode", "proxy_fraction", "model", "model_options",
                "num_classes", "lr", "batch_size", "crop", "lam", "fresh_optimizer", "seed", "amp", "network",
                "score_channels", "input_size")
-
-
-def network_config(cfg: EntmaxConfig) -> tuple[EntmaxConfig, NetworkCard | None]:
-    """``cfg`` with the model, its options, class count, score channels and input size of its network card
-    (unchanged without one); a model or options other than the card's are an error."""
-    if cfg.network is None:
-        return cfg, None
-    card = load_network_card(cfg.network)
-    if cfg.model not in (EntmaxConfig.model, card.model) or (cfg.model_options and cfg.model_options != card.options):
-        raise OodbenchError(f"network {card.name} sets the model ({card.model} with options {card.options}); "
-                            f"model {cfg.model!r} with options {cfg.model_options} conflicts with it: give either "
-                            f"the network or a model")
-    size = list(card.protocol.input_size) if card.protocol.input_size is not None else None
-    return replace(cfg, model=card.model, model_options=dict(card.options), num_classes=card.num_classes,
-                   score_channels=card.protocol.score_channels, input_size=size), card
-
-
-def split_entmax_loss(logits: torch.Tensor, labels: torch.Tensor, lam: float = 0.9,
-                      score_channels: int | None = None) -> torch.Tensor:
-    """The paper's objective for a network whose first ``score_channels`` outputs are the classes that scores see
-    (e.g. ESPNetv2: 19 Cityscapes classes, then background): (1-lam) cross-entropy over all outputs on
-    in-distribution pixels, whose train ids must be score classes (so background is never a target), and lam
-    times the cross-entropy to the uniform distribution over the score classes' softmax on OoD pixels; summed
-    and divided by batch x score classes x pixels, which is ``entropy_maximization_loss`` when all outputs score."""
-    c = logits.shape[1]
-    k = c if score_channels is None else score_channels
-    if k == c:
-        return entropy_maximization_loss(logits, labels, lam)
-    unknown = (labels >= k) & (labels != OOD_ID) & (labels != IGNORE_ID)
-    if bool(unknown.any()):
-        raise ValueError(f"training labels hold values {torch.unique(labels[unknown]).tolist()} outside the "
-                         f"{k} score classes 0..{k - 1}, {OOD_ID} (OoD) and {IGNORE_ID} (ignore)")
-    logits = logits.float()
-    known = labels < k
-    logp = torch.log_softmax(logits, dim=1).gather(1, torch.where(known, labels, 0).long().unsqueeze(1)).squeeze(1)
-    in_dist = -(logp * known).sum()
-    ood = -(torch.log_softmax(logits[:, :k], dim=1).sum(1) * (labels == OOD_ID)).sum() / k
-    b, _, h, w = logits.shape
-    return ((1.0 - lam) * in_dist + lam * ood) / (b * k * h * w)
-
-
-class ResizedFrames(Sequence):
-    """Frames at the network's input size (width, height): images resized as the inference protocol resizes them
-    (PIL bilinear), label maps with nearest neighbours; frames of that size pass unchanged."""
-
-    def __init__(self, frames: Sequence[Sample], size: tuple[int, int] | list[int]):
-        self.frames, self.size = frames, (int(size[0]), int(size[1]))
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
-        sample = self.frames[index]
-        if (sample.image.shape[1], sample.image.shape[0]) == self.size:
-            return sample
-        image = InferenceProtocol(input_size=self.size).prepare(sample.image[None])[0]
-        label = np.asarray(Image.fromarray(sample.label).resize(self.size, Image.NEAREST))
-        return Sample(sample.id, image, label, dict(sample.meta))
-
-
-class ProtocolFrames(FrameData):
-    """Validation frames as the network sees them (the protocol's input size) with their labels as they are."""
-
-    def __init__(self, frames: Sequence[Sample], limit: int | None, protocol: InferenceProtocol):
-        super().__init__(frames, limit)
-        self.protocol = protocol
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sample = self.frames[index]
-        return to_tensors(self.protocol.prepare(sample.image[None])[0], sample.label)
-
-
-@torch.no_grad()
-def evaluate_protocol_miou(model: nn.Module, loader: DataLoader, protocol: InferenceProtocol, num_classes: int,
-                           ctx: DistContext, amp: bool = False) -> float:
-    """mIoU over the score classes with the network's protocol: logits cut to its score channels and resized to
-    the label size, as scores are computed at evaluation; summed over all processes."""
-    was_training = model.training
-    model.eval()
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=ctx.device)
-    for image, label in loader:
-        label = label.to(ctx.device, non_blocking=True)
-        with autocast(ctx.device, amp):
-            logits = model(image.to(ctx.device, non_blocking=True).float())
-        update_confusion(conf, protocol.restore(logits, tuple(label.shape[-2:])).argmax(1), label)
-    all_reduce_sum(conf, ctx)
-    model.train(was_training)
-    return miou_from_confusion(conf)
-
-
-def resolve_init(card: NetworkCard, init: str | None, progress: bool, ctx: DistContext) -> Path:
-    """The initial weights of a network-card run: ``init`` (a local file) wins, else the card's verified download,
-    fetched by the main process while the others wait for it."""
-    from ..models.download import resolve_checkpoint
-
-    if init is not None:
-        path = Path(init).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"{path}: --init file not found" + (" (it is a folder; pass the checkpoint file "
-                                                                      "inside it)" if path.is_dir() else ""))
-    elif not card.checkpoint_url:
-        raise CheckpointError(f"network {card.name} publishes no download URL ({card.path}); pass --init PATH to "
-                              f"its weights")
-    if ctx.enabled and not ctx.is_main:
-        dist.barrier()  # rank 0 downloads first; the others then find the verified file in the cache
-    try:
-        return resolve_checkpoint(checkpoint=init, url=card.checkpoint_url, sha256=card.checkpoint_sha256,
-                                  filename=card.checkpoint_file, progress=progress and ctx.is_main)
-    finally:
-        if ctx.enabled and ctx.is_main:
-            dist.barrier()
 
 
 def _check(cfg: EntmaxConfig, ctx: DistContext) -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..models.network_cards import InferenceProtocol
 from .distributed import DistContext, all_reduce_sum
 
 
@@ -48,6 +49,24 @@ def evaluate_miou(model: nn.Module, loader: DataLoader, num_classes: int, ctx: D
         with autocast(ctx.device, amp):
             logits = model(image.to(ctx.device, non_blocking=True).float())
         update_confusion(conf, logits.argmax(1), label.to(ctx.device, non_blocking=True))
+    all_reduce_sum(conf, ctx)
+    model.train(was_training)
+    return miou_from_confusion(conf)
+
+
+@torch.no_grad()
+def evaluate_protocol_miou(model: nn.Module, loader: DataLoader, protocol: InferenceProtocol, num_classes: int,
+                           ctx: DistContext, amp: bool = False) -> float:
+    """mIoU over the score classes with the network's protocol: logits cut to its score channels and resized to
+    the label size, as scores are computed at evaluation; summed over all processes."""
+    was_training = model.training
+    model.eval()
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=ctx.device)
+    for image, label in loader:
+        label = label.to(ctx.device, non_blocking=True)
+        with autocast(ctx.device, amp):
+            logits = model(image.to(ctx.device, non_blocking=True).float())
+        update_confusion(conf, protocol.restore(logits, tuple(label.shape[-2:])).argmax(1), label)
     all_reduce_sum(conf, ctx)
     model.train(was_training)
     return miou_from_confusion(conf)
