@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-COMMANDS = ("train", "leaderboard", "validate_plugin", "show", "compare", "paper", "download")
+COMMANDS = ("list", "train", "leaderboard", "validate_plugin", "show", "compare", "paper", "download")
 
 
 def register_all(sub) -> None:
