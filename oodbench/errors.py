@@ -16,6 +16,10 @@ class DatasetError(OodbenchError):
     """A dataset on disk is missing, incomplete or not in the expected encoding."""
 
 
+class UnknownSplitError(DatasetError):
+    """A dataset has no split of that name (as opposed to a split whose files are missing)."""
+
+
 class ScoreError(OodbenchError):
     """A score map is malformed: NaN/inf values or a shape that does not match the labels."""
 

@@ -2,7 +2,8 @@
 
 The file streams into ``<dest>.part`` while it is hashed and is renamed over ``dest`` only once its size and
 checksums match, so ``dest`` is never half-written nor replaced by a wrong file. Over http(s) an interrupted
-download keeps its ``.part``: the next call re-hashes what is there and asks for the rest with a ``Range`` request.
+download with a checksum to meet keeps its ``.part``: the next call re-hashes what is there and asks for the rest
+with a ``Range`` request.
 A server that answers 200 (no range support), 416 or an unexpected range restarts the file from its first byte.
 """
 from __future__ import annotations
@@ -184,7 +185,9 @@ def fetch_url(url: str, dest: str | Path, *, sha256: str | None = None, md5: str
     expected = {algo: normalize_digest(value, algo, error) for algo, value in (("sha256", sha256), ("md5", md5))
                 if value is not None}
     hashes = {algo: hashlib.new(algo) for algo in ("sha256", *expected.keys() - {"sha256"})}
-    resumable = scheme in ("http", "https")
+    # a part is resumed only where a checksum will vouch for the whole: without one, a file changed at the URL (or
+    # another mirror) between two calls would be spliced unnoticed
+    resumable = scheme in ("http", "https") and bool(expected)
     part = part_path(dest)
 
     def fail(message: str) -> OodbenchError:

@@ -1,10 +1,13 @@
-"""Atomic file writes: a file is replaced whole or not at all, never left half-written by a crash."""
+"""Atomic file writes (a file is replaced whole or not at all, never left half-written by a crash) and card reading."""
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+import tomllib
+from typing import Any, BinaryIO, Callable
+
+from .errors import OodbenchError
 
 
 def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], object], *, suffix: str = ".tmp",
@@ -30,3 +33,12 @@ def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], obje
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_toml(path: Path, error: type[OodbenchError] = OodbenchError) -> dict[str, Any]:
+    """A card's TOML; a syntax error is ``error`` naming the file and the place."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: invalid TOML ({exc})") from exc

@@ -3,12 +3,13 @@ run's keys, and the pixel passes over other splits (segment-threshold calibratio
 scored once. ``show`` built the same way reads exactly the maps a run with the same options wrote."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .data.base import DATASETS, Dataset
-from .errors import OodbenchError
+from .errors import OodbenchError, UnknownSplitError
 from .methods import Method, create_method
 from .metrics.pixel import PixelMetricState
 from .score_cache import ScoreCache, cache_key
@@ -86,9 +87,17 @@ class Prepared:
         (``Dataset.validation_split``), else the evaluated split itself (e.g. Road Anomaly, a single test split):
         the record then says that the threshold saw the evaluated labels, as an oracle threshold does."""
         wanted, own = self.method.calibration_split, self.ds.validation_split
-        if wanted == own or wanted in getattr(self.ds, "SPLITS", ()):
+        if wanted in (own, self.ds.split):
             return wanted
-        return own or self.ds.split
+        try:
+            self.split(wanted)
+            return wanted
+        except UnknownSplitError:  # no such split here: fall back, and say so (a missing copy stays an error)
+            fallback = own or self.ds.split
+        warnings.warn(f"{self.ds.name} has no {wanted!r} split to fix the meta stage's segment threshold on; using "
+                      f"{fallback!r}" + (", the evaluated split itself (the record says so)" if fallback ==
+                                          self.ds.split else ""), stacklevel=2)
+        return fallback
 
 
 def prepare(method: str | Method, dataset: str = "synthetic", split: str = "test",

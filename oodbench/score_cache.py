@@ -71,11 +71,22 @@ class ScoreCache:
             segments: ImageSegments | None = None, threshold: float | None = None) -> None:
         """One file per frame: the ``stored`` map with the image's digest, and the meta stage's segment features,
         targets and touch pairs formed at ``threshold`` (no probabilities), if given."""
-        arrays = {"score": stored, "image": np.array(image_digest(image))}
+        digest = image_digest(image)
+        if segments is None and self._holds_segments(sample_id, digest):
+            return  # the same map, with segments a concurrent shard's meta stage formed: keep them
+        arrays = {"score": stored, "image": np.array(digest)}
         if segments is not None:
             arrays.update(features=segments.features, targets=segments.targets, num_gt=np.array(segments.num_gt),
                           pairs=segments.pairs, threshold=np.array(threshold, np.float64))
         self._write(self._path(sample_id), lambda fh: np.savez(fh, **arrays))
+
+    def _holds_segments(self, sample_id: str, digest: str) -> bool:
+        path = self._path(sample_id)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return "threshold" in z.files and str(z["image"]) == digest
+        except (OSError, ValueError, EOFError, KeyError):
+            return False
 
     def get(self, sample_id: str, image: np.ndarray | None,
             segment_threshold: float | None = None) -> tuple[np.ndarray, ImageSegments | None] | None:

@@ -348,6 +348,19 @@ def test_dropped_connection_keeps_part_and_resumes_with_range(range_server, cach
     assert cache_files(cache) == ["model.pth", "model.pth.sha256"]
 
 
+def test_without_a_checksum_an_interrupted_download_starts_over(range_server, cache):
+    """Nothing could vouch for a part spliced with what the URL serves later, so none is kept to resume."""
+    url = range_server.serve("model.pth", BIG)
+    range_server.drop_after["/model.pth"] = 7000
+    with pytest.raises(CheckpointError) as err:
+        fetch_checkpoint(url, None, cache_dir=cache, progress=False)
+    assert "truncated (7000 of" in str(err.value) and "resume" not in str(err.value)
+    assert not (cache / "model.pth.part").is_file() or (cache / "model.pth.part").stat().st_size == 0
+    with pytest.warns(UserWarning, match="no published sha256"):
+        assert fetch_checkpoint(url, None, cache_dir=cache, progress=False).read_bytes() == BIG
+    assert range_server.ranges("model.pth") == [None, None]
+
+
 def test_keyboard_interrupt_over_http_keeps_the_part(range_server, cache, monkeypatch):
     url = range_server.serve("model.pth", BIG)
     monkeypatch.setattr(fetch, "_read_chunks", interrupt_after_one_chunk(KeyboardInterrupt()))

@@ -15,6 +15,7 @@ import oodbench.models.espnetv2  # noqa: F401  (registers "espnetv2")
 from oodbench.errors import CheckpointError
 from oodbench.models import create_model
 from oodbench.models.checkpoint import load_into
+from oodbench.models.network_cards import load_network_card
 
 MANIFEST = REFERENCE / "espnetv2_cityscapes_state_dict.json"
 TEST_SIZE = (1024, 512)  # W x H: the training and reference test resolution
@@ -81,10 +82,10 @@ def reference_accuracy(logits: torch.Tensor, label_path) -> float:
 
 
 def bilinear_accuracy(logits: torch.Tensor, label_path) -> float:
-    """Scores as oodbench uses them: 19-class logits resized bilinearly (align_corners=True, the mode of every
-    resize inside ESPNetv2) to the label's size, then argmax."""
+    """Scores as oodbench computes them: the network card's protocol cuts the logits to the 19 classes and resizes
+    them bilinearly to the label's size; then argmax."""
     label = torch.from_numpy(np.array(Image.open(label_path))).long()
-    up = F.interpolate(logits[:, :19], size=label.shape, mode="bilinear", align_corners=True)
+    up = load_network_card("espnetv2_cityscapes").protocol.restore(logits, tuple(label.shape))
     valid = label != IGNORE
     return float((up[0].argmax(0)[valid] == label[valid]).float().mean())
 

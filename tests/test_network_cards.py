@@ -150,3 +150,32 @@ def test_meta_stage_calibrates_on_the_only_split_and_says_so(tiny20, tmp_path, m
     seg = meta["metrics"]["segments"]
     assert seg["calibration"]["on_evaluated_split"] is True and seg["calibration"]["split"] == "test"
     assert meta["metrics"]["pixel"] == plain["metrics"]["pixel"]
+
+
+def test_naming_the_method_cards_own_network_is_the_default_row(tmp_path):
+    """`--network` equal to the method card's network is the default configuration: entmax accepts its own network
+    without --checkpoint, and the leaderboard row is not split off."""
+    from oodbench.leaderboard.store import entry_name
+
+    method = create_method("entmax", network="deeplabv3plus_wrn38_entmax")
+    assert method.network_card.name == "deeplabv3plus_wrn38_entmax"
+    base = {"name": "msp", "network": "espnetv2_cityscapes", "checkpoint_sha256": "ab" * 32}
+    assert entry_name({"method": {**base, "model_info": {"network_source": "--network"}}}) == \
+        "msp (espnetv2_cityscapes)"
+    assert entry_name({"method": {**base, "model_info": {"network_source": "method card"}}}) == "msp"
+    assert entry_name({"method": {**base, "model_info": {"network_source": "--network", "local_override": True,
+                                                         "matches_published": True}}}) == "msp (espnetv2_cityscapes)"
+    assert entry_name({"method": {**base, "model_info": {"network_source": "--network", "local_override": True,
+                                                         "matches_published": False}}}) == \
+        "msp (espnetv2_cityscapes, local checkpoint abababab)"
+
+
+def test_score_channels_and_options_are_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(network_cards, "NETWORKS_DIR", tmp_path)
+    (tmp_path / "wide.toml").write_text(CARD.format(url="", sha="").replace("score_channels = 19",
+                                                                             "score_channels = 25"))
+    with pytest.raises(CheckpointError, match=r"score_channels 25 must be a whole number in 1..20"):
+        load_network_card("wide")
+    (tmp_path / "typo.toml").write_text(CARD.format(url="", sha="").replace("width = 8", "widht = 8"))
+    with pytest.raises(CheckpointError, match=r"typo.toml: model 'tiny_deeplab' cannot be built"):
+        load_network_card("typo").build()

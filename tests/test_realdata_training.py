@@ -295,6 +295,10 @@ def test_split_loss_keeps_background_out_of_the_ood_term():
     labels[0, :2], labels[1, 0, :3] = OOD_ID, IGNORE_ID
     assert torch.equal(split_entmax_loss(logits, labels, 0.9), entropy_maximization_loss(logits, labels, 0.9))
     assert torch.equal(split_entmax_loss(logits, labels, 0.9, 20), entropy_maximization_loss(logits, labels, 0.9))
+    # a background that never wins (logit -1e4) makes the general path the paper's loss over the 19 classes
+    silent = torch.cat([logits[:, :19], torch.full((2, 1, 4, 5), -1e4)], dim=1)
+    assert float(split_entmax_loss(silent, labels, 0.9, 19)) == pytest.approx(
+        float(entropy_maximization_loss(logits[:, :19], labels, 0.9)), rel=1e-6)
     zeros = torch.zeros(1, 20, 2, 2)
     ood, known = torch.full((1, 2, 2), OOD_ID), torch.full((1, 2, 2), 3)
     assert float(split_entmax_loss(zeros, ood, 0.9, 19)) == pytest.approx(0.9 * np.log(19) / 19)

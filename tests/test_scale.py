@@ -178,8 +178,8 @@ def test_a_frames_map_and_segments_share_one_file(tmp_path):
         np.testing.assert_array_equal(getattr(again, field), getattr(segments, field))
     assert cache.get("f0", image, 0.6) is None
     assert cache.get("f0", image)[1] is None
-    cache.put("f0", cache.stored("f0", score), image)  # a map alone has no segments to give
-    assert cache.get("f0", image, 0.5) is None
+    cache.put("f0", cache.stored("f0", score), image)  # the same map without segments (X beside X_meta) keeps them
+    np.testing.assert_array_equal(cache.get("f0", image, 0.5)[1].features, segments.features)
 
 
 @pytest.mark.parametrize("held", [60, 25, 0])

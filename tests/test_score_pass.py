@@ -83,3 +83,21 @@ def test_an_interrupt_keeps_the_batches_before_it(tmp_path):
                    cache=cache)
     assert seen == ["s0", "s1", "s2", "s3"]
     assert [cache.get(f"s{k}", s.image) is not None for k, s in enumerate(Frames())] == [True] * 4 + [False] * 5
+
+
+def test_a_map_without_segments_never_replaces_one_with_them(tmp_path):
+    """X and X_meta share maps: X (or a threshold pass of a concurrent shard) writing the same frame's map must not
+    drop the segments X_meta's stage formed there; another frame's map does replace them."""
+    from oodbench.segments.collector import ImageSegments
+
+    cache = ScoreCache("k" * 64, tmp_path)
+    image = np.zeros((2, 3, 3), np.uint8)
+    score = np.full((2, 3), 0.5, np.float16)
+    segments = ImageSegments("a", np.ones((1, 4)), np.array([1]), 1, np.zeros((0, 2), np.int64))
+    cache.put("a", score, image, segments, 0.7)
+    cache.put("a", score, image)
+    kept = cache.get("a", image, 0.7)
+    assert kept is not None and np.array_equal(kept[1].features, segments.features)
+    other = image + 1
+    cache.put("a", score, other)
+    assert cache.get("a", other, 0.7) is None and cache.get("a", other) is not None

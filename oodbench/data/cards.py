@@ -2,16 +2,11 @@
 counts, label mapping, url and licence of each dataset."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from ..files import read_toml
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
 
@@ -27,11 +22,7 @@ def load_card(name: str) -> dict[str, Any]:
     path = CARDS_DIR / f"{name}.toml"
     if not path.is_file():
         raise DatasetError(f"no dataset card {path}; cards present: {', '.join(list_cards()) or 'none'}")
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise DatasetError(f"{path}: invalid TOML ({exc})") from exc
+    return read_toml(path, DatasetError)
 
 
 def download_hint(name: str, fallback_url: str | None = None) -> str:

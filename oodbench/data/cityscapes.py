@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, UnknownSplitError
 from ..paths import home
 from .base import Dataset, check_count, check_values, register_dataset
 from .cards import download_hint
@@ -39,7 +39,7 @@ def require_root(root: Path, name: str, needs: str, url: str | None) -> None:
 
 def check_split(split: str, valid: tuple[str, ...] | list[str], name: str) -> None:
     if split not in valid:
-        raise DatasetError(f"unknown {name} split {split!r}; valid splits: {', '.join(valid)}")
+        raise UnknownSplitError(f"unknown {name} split {split!r}; valid splits: {', '.join(valid)}")
 
 
 def resolve_expected(expected: int | bool | None, defaults: dict[str, int], split: str) -> int | None:

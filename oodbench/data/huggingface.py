@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import DatasetError, UnknownSplitError
 from .base import IGNORE_LABEL, Dataset, Sample, check_count, check_values, register_dataset
 
 NAMED_MAPPINGS: dict[str, dict[int, int] | None] = {
@@ -72,7 +72,7 @@ class HFDataset(Dataset):
                 data = hf.load_from_disk(str(Path(self.source).expanduser()))
                 if isinstance(data, hf.DatasetDict):
                     if split not in data:
-                        raise DatasetError(f"unknown huggingface split {split!r} in {self.source}; valid splits: "
+                        raise UnknownSplitError(f"unknown huggingface split {split!r} in {self.source}; valid splits: "
                                            f"{', '.join(data)}")
                     data = data[split]
             else:

@@ -2,11 +2,11 @@
 ``methods/networks/``), score and stages of a published configuration, so a run on real data reproduces it."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, OodbenchError
+from ..files import read_toml
 from ..models.network_cards import NetworkCard, load_network_card
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "methods"
@@ -22,11 +22,7 @@ def load_method_card(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise OodbenchError(f"no method card {path}; cards present: {', '.join(list_method_cards()) or 'none'}. "
                             f"Real-data runs of model-based methods need the repository's methods/ folder")
-    try:
-        with path.open("rb") as fh:
-            card = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise OodbenchError(f"{path}: invalid TOML ({exc})") from exc
+    card = read_toml(path)
     card["path"] = str(path)
     return card
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,13 @@ class ModelScoreMethod(Method):
     cacheable = True
 
     def cache_identity(self) -> dict[str, Any]:
-        """What else determines the maps: the code of the score function, of this class and of the model's module
-        (a fixed bug must not read stale maps)."""
-        parts = [self.score_fn, type(self)] + ([inspect.getmodule(type(self.model))] if self.model is not None else [])
+        """What else determines the maps: the code of the score function, of this class, of every oodbench module
+        the model is built from and, for a published network, of its inference protocol (a fixed bug must not
+        read stale maps)."""
+        modules = set() if self.model is None else {type(m).__module__ for m in self.model.modules()}
+        if self.network_card is not None:
+            modules.add(InferenceProtocol.__module__)
+        parts = [self.score_fn, type(self)] + [sys.modules[m] for m in sorted(modules) if m.startswith("oodbench.")]
         return {"code": hashlib.sha256("".join(_source(p) for p in parts).encode()).hexdigest()}
 
     def __init__(self, name: str, score_name: str, stage: str, card: str, seed: int = 0,
@@ -73,7 +78,8 @@ class ModelScoreMethod(Method):
 
             return ensure_model(self.stage, seed=self.seed, progress=progress)
         model, info = load_network(card, self.checkpoint, progress, method_card=self.card)
-        return model, {**info, "network_source": "method card" if self.network is None else "--network"}
+        chosen = self.network is not None and self.network != load_method_card(self.card).get("network")
+        return model, {**info, "network_source": "--network" if chosen else "method card"}
 
     def setup(self, progress: bool = True) -> dict[str, Any]:
         model, info = self._load(progress)
@@ -158,6 +164,13 @@ def load_network(card: NetworkCard, checkpoint: str | Path | None, progress: boo
     return model.eval(), info
 
 
+def load_method_network(method_card: str, checkpoint: str | Path | None,
+                        progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """The network a method card names, with its weights (``checkpoint``: a local file instead of the download):
+    what a plugin method runs on real road scenes."""
+    return load_network(card_network(load_method_card(method_card)), checkpoint, progress, method_card=method_card)
+
+
 def model_score_method(name: str, score: str, stage: str, card: str, seed: int = 0, device: str | None = None,
                        checkpoint: str | Path | None = None, amp: bool | None = None, network: str | None = None,
                        **_: Any) -> ModelScoreMethod:
@@ -168,7 +181,7 @@ def model_score_method(name: str, score: str, stage: str, card: str, seed: int =
 def entmax_method(network: str | None = None, checkpoint: str | Path | None = None, **kw: Any) -> ModelScoreMethod:
     """The paper's method: entropy of its entropy-maximized network. Another network's published weights are
     closed-set, so ``network`` needs ``checkpoint``: that network's entropy-maximized weights."""
-    if network is not None and checkpoint is None:
+    if network not in (None, load_method_card("entmax").get("network")) and checkpoint is None:
         raise OodbenchError(f"entmax runs an entropy-maximized network, and --network {network} gives closed-set "
                             f"weights: use `--method entropy --network {network}` for those, or pass --checkpoint with "
                             f"{network}'s weights after `oodbench train --network {network}`")

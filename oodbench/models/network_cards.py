@@ -3,7 +3,6 @@ network, where its weights come from (URL, sha256) and how it is run on a frame 
 method can run on any of them and a record says exactly which network produced its maps."""
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import CheckpointError, OodbenchError
+from ..files import read_toml
 
 NETWORKS_DIR = Path(__file__).resolve().parents[2] / "methods" / "networks"
 LOGIT_RESIZES = ("bilinear",)
@@ -72,7 +72,11 @@ class NetworkCard:
         """The untrained model of this card (``create_model`` with the card's options)."""
         from .registry import create_model
 
-        return create_model(self.model, num_classes=self.num_classes, **self.options)
+        try:
+            return create_model(self.model, num_classes=self.num_classes, **self.options)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{self.path}: model {self.model!r} cannot be built with num_classes="
+                                  f"{self.num_classes} and options {self.options} ({exc}); fix the [model] table") from exc
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.model, "options": dict(self.options), "num_classes": self.num_classes,
@@ -85,20 +89,12 @@ def list_network_cards() -> list[str]:
     return sorted(p.stem for p in NETWORKS_DIR.glob("*.toml")) if NETWORKS_DIR.is_dir() else []
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise OodbenchError(f"{path}: invalid TOML ({exc})") from exc
-
-
 def load_network_card(name: str) -> NetworkCard:
     path = NETWORKS_DIR / f"{name}.toml"
     if not path.is_file():
         raise OodbenchError(f"unknown network {name!r}: no card {path}; networks present: "
                             f"{', '.join(list_network_cards()) or 'none'} (`oodbench list networks`)")
-    card = _read_toml(path)
+    card = read_toml(path)
     return parse_network(card, name, path)
 
 
@@ -109,6 +105,10 @@ def parse_network(card: dict[str, Any], name: str, path: Path | str) -> NetworkC
         size = p.get("input_size")
         if size is not None and (len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size)):
             raise ValueError(f"protocol.input_size {size!r} must be [width, height] in pixels")
+        channels, outputs = p.get("score_channels"), int(m.get("num_classes", 19))
+        if channels is not None and not (isinstance(channels, int) and 1 <= channels <= outputs):
+            raise ValueError(f"protocol.score_channels {channels!r} must be a whole number in 1..{outputs} (the "
+                             f"network's outputs, model.num_classes)")
         if p.get("logits_resize", "bilinear") not in LOGIT_RESIZES:
             raise ValueError(f"protocol.logits_resize {p['logits_resize']!r} must be one of {LOGIT_RESIZES}")
         protocol = InferenceProtocol(input_size=tuple(size) if size else None, score_channels=p.get("score_channels"),

@@ -28,7 +28,7 @@ def tempered_entropy(logits: torch.Tensor, temperature: float = DEFAULT_TEMPERAT
 
 def load_baseline(domain: str, seed: int, checkpoint: str | None, progress: bool) -> tuple[torch.nn.Module, dict]:
     """oodbench's closed-set network: on the embedded benchmark its own trained tiny_deeplab (cached in
-    $OODBENCH_HOME), on real road scenes the network and checkpoint of the ``baseline`` method card."""
+    $OODBENCH_HOME), on real road scenes the network card the ``baseline`` method card names, with its checkpoint."""
     if domain == "embedded":
         if checkpoint is not None:
             raise CheckpointError("the embedded benchmark trains its own baseline model; pass --checkpoint only with "
@@ -36,9 +36,9 @@ def load_baseline(domain: str, seed: int, checkpoint: str | None, progress: bool
         from oodbench.training.embedded import ensure_model
 
         return ensure_model("baseline", seed=seed, progress=progress)
-    from oodbench.methods.model_score import load_card_model
+    from oodbench.methods.model_score import load_method_network
 
-    return load_card_model("baseline", checkpoint, progress)
+    return load_method_network("baseline", checkpoint, progress)
 
 
 def _plugin_version() -> str:
