@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
+import stat
+import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -11,10 +16,11 @@ from PIL import Image
 
 from ..errors import DatasetError
 from ..registry import Registry
+from .registry import DatasetRegistry
 
 ID_LABEL, OOD_LABEL, IGNORE_LABEL = 0, 1, 255
 
-DATASETS: Registry["Dataset"] = Registry("dataset", "oodbench.datasets")
+DATASETS: Registry["Dataset"] = DatasetRegistry("dataset", "oodbench.datasets")
 register_dataset = DATASETS.register
 
 
@@ -102,9 +108,44 @@ class Dataset(Sequence[Sample]):
         return {"name": self.name, "split": self.split, "num_images": len(self), "fingerprint": self.fingerprint()}
 
 
+_WARNINGS_LOCK = threading.Lock()
+
+
+def _regular(path: Path, what: str) -> None:
+    """Refuse anything but a regular file before opening it: a FIFO or device would block the read forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read {what} ({exc.strerror or exc}); re-download or re-extract this "
+                           f"file") from exc
+    if not stat.S_ISREG(mode):
+        raise DatasetError(f"{path}: is {_kind(mode)}, not a regular file, so it was not opened; replace it with "
+                           f"the {what} file")
+
+
+def _open_image(path: Path, what: str):
+    """``Image.open`` that refuses images over ``Image.MAX_IMAGE_PIXELS`` (PIL's decompression-bomb limit, 89.5
+    megapixels by default; a Cityscapes frame has 2.1) with a DatasetError, where PIL would only warn up to twice
+    the limit and raise its own error beyond. The lock keeps reader threads (prefetching) from interleaving their
+    ``catch_warnings``, which saves and restores the process-wide filters."""
+    _regular(path, what)
+    try:
+        with _WARNINGS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise DatasetError(f"{path}: the {what} has {size}, over the limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
+                           f"(PIL.Image.MAX_IMAGE_PIXELS, a guard against decompression bombs), so it was not decoded; "
+                           f"check that it is the right file, downscale it (label maps with nearest-neighbour "
+                           f"resampling) or, for a genuine frame that large, raise PIL.Image.MAX_IMAGE_PIXELS"
+                           ) from None
+
+
 def read_rgb(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with _open_image(path, "image") as im:
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read image ({exc}); re-download or re-extract this file") from exc
@@ -112,13 +153,74 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_label(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with _open_image(path, "label map") as im:
             arr = np.asarray(im)
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read label map ({exc}); re-download or re-extract this file") from exc
     if arr.ndim != 2:
         raise DatasetError(f"{path}: label map has shape {arr.shape}, expected a single-channel HxW image")
     return arr
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+class SkippedFileWarning(UserWarning):
+    """A data folder holds an entry that is not used: one that is not a regular file (FIFO, socket, device, broken
+    link; never opened), or a file of a kind the reader does not read where that is not an error."""
+
+
+@dataclass
+class FolderEntries:
+    """What a data folder holds, by name: regular files, subfolders, and other entries as ``(path, kind)`` (FIFOs,
+    sockets, devices, broken links), which are never opened. Hidden entries (names starting with '.') are left out."""
+
+    files: list[Path]
+    folders: list[Path]
+    other: list[tuple[Path, str]]
+
+    def warn_other(self, role: str) -> None:
+        """Report the entries that are neither file nor folder: skipped, not opened (opening a FIFO blocks)."""
+        if self.other:
+            one = len(self.other) == 1
+            listed = ", ".join(f"{p.name} ({kind})" for p, kind in self.other[:5])
+            more = f" and {len(self.other) - 5} more" if len(self.other) > 5 else ""
+            warnings.warn(f"{role}: skipped {len(self.other)} entr{'y' if one else 'ies'} that "
+                          f"{'is' if one else 'are'} not a regular file, without opening {'it' if one else 'them'}: "
+                          f"{listed}{more}; remove or replace {'it' if one else 'them'} with a regular file",
+                          SkippedFileWarning, stacklevel=3)
+
+
+def list_folder(folder: Path) -> FolderEntries:
+    """The entries of ``folder``, sorted by name, each classified by ``stat`` (links followed) without opening it."""
+    files, folders, other = [], [], []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        raise DatasetError(f"{folder}: cannot list the folder ({exc.strerror or exc}); check that it exists and is "
+                           f"readable") from exc
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(folder) / entry.name
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            other.append((path, "a broken link" if os.path.islink(path) else f"unreadable: {exc.strerror or exc}"))
+            continue
+        if stat.S_ISREG(mode):
+            files.append(path)
+        elif stat.S_ISDIR(mode):
+            folders.append(path)
+        else:
+            other.append((path, _kind(mode)))
+    return FolderEntries(files, folders, other)
 
 
 def check_count(found: int, expected: int | None, where: Path, what: str) -> None:

@@ -167,25 +167,29 @@ def _named(ds, name: str, split: str):
 
 
 @register_dataset("synthetic")
-def synthetic(root=None, split: str = "test", mapping: str = "smiyc", seed: int = 0, **options) -> LostAndFoundDataset:
+def synthetic(root=None, split: str = "test", mapping: str = "smiyc", seed: int = 0,
+              expected: int | bool | None = None) -> LostAndFoundDataset:
     """Synthetic LostAndFound (the OoD evaluation set): ``val`` reads the on-disk ``train`` split, ``test`` reads ``test``."""
     check_split(split, ("val", "test"), "synthetic")
     disk = "train" if split == "val" else "test"
-    options.setdefault("expected", COUNTS[f"lostandfound/{disk}"])
-    return _named(LostAndFoundDataset(_tree(root, seed, "lostandfound"), disk, mapping=mapping, **options), "synthetic", split)
+    expected = COUNTS[f"lostandfound/{disk}"] if expected is None else expected
+    return _named(LostAndFoundDataset(_tree(root, seed, "lostandfound"), disk, mapping=mapping, expected=expected),
+                  "synthetic", split)
 
 
 @register_dataset("synthetic_cityscapes")
-def synthetic_cityscapes(root=None, split: str = "train", seed: int = 0, **options) -> CityscapesDataset:
+def synthetic_cityscapes(root=None, split: str = "train", seed: int = 0,
+                         expected: int | bool | None = None) -> CityscapesDataset:
     """Synthetic Cityscapes (in-distribution training set, train ids)."""
     check_split(split, ("train", "val"), "synthetic_cityscapes")
-    options.setdefault("expected", COUNTS[f"cityscapes/{split}"])
-    return _named(CityscapesDataset(_tree(root, seed, "cityscapes"), split, **options), "synthetic_cityscapes", split)
+    expected = COUNTS[f"cityscapes/{split}"] if expected is None else expected
+    return _named(CityscapesDataset(_tree(root, seed, "cityscapes"), split, expected=expected), "synthetic_cityscapes",
+                  split)
 
 
 @register_dataset("synthetic_coco")
-def synthetic_coco(root=None, split: str = "train", seed: int = 0, **options) -> CocoProxyDataset:
+def synthetic_coco(root=None, split: str = "train", seed: int = 0, expected: int | bool | None = None) -> CocoProxyDataset:
     """Synthetic COCO proxy set (0/254 masks) for entropy-maximization training."""
     check_split(split, ("train",), "synthetic_coco")
-    options.setdefault("expected", COUNTS[f"coco/{split}"])
-    return _named(CocoProxyDataset(_tree(root, seed, "coco"), split, **options), "synthetic_coco", split)
+    expected = COUNTS[f"coco/{split}"] if expected is None else expected
+    return _named(CocoProxyDataset(_tree(root, seed, "coco"), split, expected=expected), "synthetic_coco", split)
