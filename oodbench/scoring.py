@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .data.base import Dataset, Sample
 from .errors import LabelError, ScoreError
 from .methods import Method, MethodOutput
-from .score_cache import ScoreCache
+from .score_cache import BadCacheEntry, ScoreCache
 from .segments.collector import ImageSegments, image_segments
 
 
@@ -127,13 +127,30 @@ def check_scores(method: Method, sample: Sample, score: np.ndarray) -> np.ndarra
     return score.astype(np.float32, copy=False)
 
 
-def _from_cache(batch: list[Sample], cache: ScoreCache | None, segment_threshold: float | None) -> list[Scored] | None:
+def _cached(cache: ScoreCache, sample: Sample, segment_threshold: float | None,
+            repair: bool) -> tuple[np.ndarray, ImageSegments | None] | None:
+    """A sample's cached map (and segments), or None on a miss. A bad cache file (unreadable, changed since it was
+    written, not the sample's shape) is never used: with ``repair`` (a model scores misses) it is discarded with a
+    warning and read as a miss, without (reading the cache only) it is an error naming the file."""
+    try:
+        return cache.get(sample.id, sample.image, segment_threshold, shape=_size(sample))
+    except BadCacheEntry as bad:
+        if not repair:
+            raise ScoreError(f"{bad}; it was not used. Score sample {sample.id!r} again: rerun `oodbench run` with "
+                             f"the same method, checkpoint, data and options (before a merge: the --shard I/N that "
+                             f"covers the sample, then merge again); it replaces the file") from bad
+        cache.discard(bad)
+        return None
+
+
+def _from_cache(batch: list[Sample], cache: ScoreCache | None, segment_threshold: float | None,
+                repair: bool = True) -> list[Scored] | None:
     """The whole batch from the cache, or None if any map (or segment set the stage needs) is missing."""
     if cache is None:
         return None
     scored = []
     for sample in batch:
-        hit = cache.get(sample.id, sample.image, segment_threshold)
+        hit = _cached(cache, sample, segment_threshold, repair)
         if hit is None:
             return None
         scored.append(Scored(sample, *hit))
@@ -233,16 +250,18 @@ def score_pass(method: Method | None, dataset: Sequence[Sample], batch_size: int
 
         try:
             for batch in batches(dataset, batch_size, ahead=overlap):
-                scored = _from_cache(batch, cache, segment_threshold)
+                scored = _from_cache(batch, cache, segment_threshold, repair=method is not None)
                 if scored is not None:
                     cached += len(batch)
                     task = submit(consume, scored, consumers, dataset)
                 elif method is None:
-                    missing = [s.id for s in batch if cache.get(s.id, s.image, segment_threshold) is None]
+                    missing = [s.id for s in batch if _cached(cache, s, segment_threshold, False) is None]
                     raise ScoreError(f"score cache {cache.folder} lacks samples {missing[:5]} (maps, or segments at "
                                      f"threshold {segment_threshold}): run the shard(s) that score them first, with "
                                      f"the same method, checkpoint, data and options")
                 else:
+                    if cache is not None:
+                        cache.check_writable()  # a read-only cache is an error before the model runs, not after
                     out, scores, seconds = _predict(method, batch)
                     model_seconds += seconds
                     task = submit(_finish_and_consume, batch, out, scores, cache, segment_threshold,
