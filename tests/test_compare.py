@@ -122,11 +122,13 @@ def test_provenance_notes(records, baseline, tmp_path, capsys):
     notes = capsys.readouterr().out.split("Notes:")[1]
     assert "`entmax_meta/synthetic/test`: seed 0 -> 3 (another seed)" in notes
     assert "checkpoint_sha256 abababababab -> cdcdcdcdcdcd" in notes
-    meta["metrics"]["pixel"]["ap"] = 0.5  # no regression: a new checkpoint file alone is not worth a note
+    meta["metrics"]["pixel"]["ap"] = 0.5  # no regression, but another checkpoint: flagged, and fails unless allowed
     path.unlink()
     put(meta, planted)
-    assert cli("--baseline", str(baseline), "--records", str(planted)) == 0
-    assert "checkpoint_sha256" not in capsys.readouterr().out
+    assert cli("--baseline", str(baseline), "--records", str(planted)) == 1
+    assert "❌ checkpoint changed abababababab -> cdcdcdcdcdcd" in capsys.readouterr().out
+    assert cli("--baseline", str(baseline), "--records", str(planted), "--allow-checkpoint-change") == 0
+    assert "checkpoint_sha256" not in capsys.readouterr().out  # the note is for keys with a regression only
 
 
 @pytest.mark.parametrize("section, metric, delta, extra, code", [

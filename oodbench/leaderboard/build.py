@@ -6,6 +6,7 @@ from pathlib import Path
 from ..errors import OodbenchError
 from ..files import atomic_write
 from .html import to_html
+from ..outputs import check_output_dir
 from .render import to_csv, to_latex, to_markdown
 from .store import load_records
 from .table import leaderboard_frame
@@ -24,22 +25,30 @@ def parse_formats(text: str) -> list[str]:
 
 def build_leaderboard(records_dir: str | Path, out_dir: str | Path, formats: list[str] | None = None,
                       panels_dir: str | Path | None = None, skip_bad: bool = False, max_panels: int = 4) -> list[Path]:
-    """Read and check every record, then write each requested format atomically; return the written paths."""
-    records = load_records(records_dir, skip_bad=skip_bad)
+    """Check every output location and the options, read and check every record, then write each requested
+    format atomically; return the written paths. Nothing is written when anything fails before the writes."""
+    formats = formats or list(OUTPUTS)
+    check_output_dir(out_dir, "--out")
+    for fmt in formats:
+        if (Path(out_dir) / OUTPUTS[fmt]).is_dir():
+            raise OodbenchError(f"--out {out_dir}: {Path(out_dir) / OUTPUTS[fmt]}: is a folder, where the {fmt} output "
+                                f"goes; move it away or give another --out")
+    if max_panels < 0:
+        raise OodbenchError(f"--max-panels {max_panels}: give a number of panels >= 0")
     if panels_dir is not None and not Path(panels_dir).is_dir():
         raise OodbenchError(f"panel folder {panels_dir} does not exist (PNG panels <method>__<dataset>__<id>.png, "
                             f"as `oodbench show` writes them)")
+    records = load_records(records_dir, skip_bad=skip_bad)
     frame = leaderboard_frame(records)
     source = f"{len(records)} records in {records_dir}"
-    written = []
-    for fmt in formats or list(OUTPUTS):
+    texts = {}
+    for fmt in formats:  # every text first: a failure while rendering leaves every old file as it was
         if fmt == "md":
-            text = to_markdown(frame, source)
+            texts[fmt] = to_markdown(frame, source)
         elif fmt == "csv":
-            text = to_csv(frame)
+            texts[fmt] = to_csv(frame)
         elif fmt == "tex":
-            text = to_latex(frame)
+            texts[fmt] = to_latex(frame)
         else:
-            text = to_html(records, frame, source, panels_dir, max_panels)
-        written.append(atomic_write(Path(out_dir) / OUTPUTS[fmt], text))
-    return written
+            texts[fmt] = to_html(records, frame, source, panels_dir, max_panels)
+    return [atomic_write(Path(out_dir) / OUTPUTS[fmt], text) for fmt, text in texts.items()]

@@ -35,7 +35,9 @@ def data_uri(path: Path) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready: NaN -> null, numpy scalars -> Python."""
+    """JSON-ready: NaN and pandas' NA -> null, numpy scalars -> Python."""
+    if value is pd.NA:
+        return None
     if hasattr(value, "item"):
         value = value.item()
     return None if isinstance(value, float) and math.isnan(value) else value

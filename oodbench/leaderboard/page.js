@@ -72,7 +72,8 @@ function fillBody(t, tbody) {
     box.checked = selected.includes(r.id);
     box.addEventListener("click", ev => { ev.stopPropagation(); toggle(r.id); });
     const cells = t.columns.map(c => {
-      const td = el("td", {class: c.kind === "text" ? "text" : ""}, fmt(r[c.key], c.kind));
+      const unranked = c.key === "rank" && (r.rank === null || r.rank === undefined);  // a degenerate split
+      const td = el("td", {class: c.kind === "text" ? "text" : ""}, unranked ? "\u2013" : fmt(r[c.key], c.kind));
       if (c.key === "method" && r.note) td.append(el("sup", {}, "[" + r.note + "]"));
       if (c.key === "method" && r.panels) td.append(el("span", {class: "info"}, ` (${r.panels} score map${r.panels > 1 ? "s" : ""})`));
       return td;

@@ -13,6 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from ..errors import OodbenchError
+from . import escape
 from .catalogue import CATALOGUE, lookup
 
 if sys.version_info >= (3, 11):
@@ -161,8 +162,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     table = []
     for r in rows:
         ref = refs.setdefault((r["source"], r["url"]), len(refs) + 1)
-        table.append([f"{r['paper_method']} ({r['method']})", f"{r['dataset']}/{r['split']}", r["metric"],
-                      r["convention"], _num(r["theirs"]), _num(r["ours"]), _num(r["delta"], signed=True), r["note"],
+        table.append([escape.markdown(f"{r['paper_method']} ({r['method']})"),
+                      escape.markdown(f"{r['dataset']}/{r['split']}"), r["metric"], escape.markdown(r["convention"]),
+                      _num(r["theirs"]), _num(r["ours"]), _num(r["delta"], signed=True), escape.markdown(r["note"]),
                       f"[{ref}]"])
     body = tabulate(table, headers=["paper method (ours)", "dataset", "metric", "convention", "theirs", "ours",
                                     "delta", "note", "source"], tablefmt="github", disable_numparse=True)

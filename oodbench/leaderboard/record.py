@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +46,25 @@ def git_commit() -> str | None:
         return None
 
 
+PATH_FLAGS = ("--data-root", "--labels", "--scores", "--checkpoint", "--init", "--proxy-root", "--out", "--records",
+              "--baseline", "--output", "--cache")
+
+
+def redact_paths(argv: list[str]) -> list[str]:
+    """The command line with the values of path options cut to their last component: a shared record names what was
+    run, not where it lay on someone's disk."""
+    out, hide = [], False
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if hide:
+            arg = Path(arg).name or arg
+        elif eq and flag in PATH_FLAGS:
+            arg = f"{flag}={Path(value).name or value}"
+        out.append(arg)
+        hide = arg in PATH_FLAGS
+    return out
+
+
 def provenance() -> dict[str, Any]:
     libs = {}
     for name in _LIBRARIES:
@@ -56,7 +75,7 @@ def provenance() -> dict[str, Any]:
     return {
         "oodbench_version": __version__, "git_commit": git_commit(), "libraries": libs,
         "python": platform.python_version(), "platform": platform.platform(),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "command": " ".join([Path(sys.argv[0]).name] + redact_paths(sys.argv[1:])),
         "utc_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
@@ -74,16 +93,34 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+# Fields that hold a path on the machine that made the record: left out of records unless the caller asks
+# (keep_paths=True), so that a shared or committed record folder does not carry anyone's home folder. What
+# identifies the data is kept: dataset name, split and fingerprint. Readers never need these fields.
+LOCAL_PATHS = {"dataset": ("data_root",)}
+
+
+def drop_local_paths(record: dict) -> dict:
+    """``record`` without the LOCAL_PATHS fields (a shallow copy; the input is not changed)."""
+    out = dict(record)
+    for section, fields in LOCAL_PATHS.items():
+        if isinstance(out.get(section), dict) and any(f in out[section] for f in fields):
+            out[section] = {k: v for k, v in out[section].items() if k not in fields}
+    return out
+
+
 def make_record(*, method: dict, dataset: dict, metrics: dict, cost: dict, conventions: dict | None = None,
-                extra: dict | None = None) -> dict[str, Any]:
+                extra: dict | None = None, keep_paths: bool = False) -> dict[str, Any]:
     """A record of one evaluation; ``extra`` adds top-level fields (e.g. the seed). The field digests are
-    added here, so the dict equals what write_record writes and read_record returns."""
-    return seal({
+    added here, so the dict equals what write_record writes and read_record returns. Local paths
+    (``dataset.data_root``, see LOCAL_PATHS) are left out unless ``keep_paths``; pass the same ``keep_paths`` to
+    write_record."""
+    record = {
         "schema_version": SCHEMA_VERSION, "benchmark_version": BENCHMARK_VERSION,
         "method": method, "dataset": dataset, "metrics": metrics,
         "conventions": {**CONVENTIONS, **(conventions or {})}, "provenance": provenance(), "cost": cost,
         **(extra or {}),
-    })
+    }
+    return seal(record if keep_paths else drop_local_paths(record))
 
 
 def seal(record: dict) -> dict:
@@ -103,16 +140,29 @@ def record_name(record: dict) -> str:
     return f"{ds['name']}-{ds['split']}-{m['name']}-{record_digest(record)[:16]}.json"
 
 
-def write_record(record: dict, out_dir: str | Path) -> Path:
+def _open_temporary(out_dir: Path) -> tuple[int, str]:
+    """A new hidden file in ``out_dir`` created with mode 0666 less the umask (mkstemp would make it 0600, and
+    os.link keeps the mode: a shared record folder would hold files only their writer can read)."""
+    while True:
+        tmp = str(out_dir / f".record-{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def write_record(record: dict, out_dir: str | Path, keep_paths: bool = False) -> Path:
     """Validate ``record`` against the schema and write it under a name derived from its content; never
-    rewrites an existing file (an identical record already there is kept; a different one is an error)."""
-    record = seal(record)
+    rewrites an existing file (an identical record already there is kept; a different one is an error). The file
+    gets the umask's mode (0644 under umask 022), so a shared record folder is readable by others. Local paths
+    (``dataset.data_root``) are left out unless ``keep_paths``."""
+    record = seal(record if keep_paths else drop_local_paths(record))
     out_dir = Path(out_dir)
     validate_record(record, str(out_dir / f"(new record of {_name_of(record.get('method'))} on "
                                           f"{_name_of(record.get('dataset'))})"))
     path = out_dir / record_name(record)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".record-", suffix=".tmp")
+    fd, tmp = _open_temporary(out_dir)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(record, f, indent=1, sort_keys=True, allow_nan=False)

@@ -73,6 +73,9 @@ def load_records(folder: str | Path, skip_bad: bool = False) -> list[Record]:
     its content address; all bad files are reported at once (RecordError), or with ``skip_bad`` each one is
     skipped with a BadRecordsWarning. Hidden temporary files of writers in progress are ignored."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OodbenchError(f"record folder {folder} is a file, not a folder; give the folder of record files "
+                            f"(`oodbench run --out DIR` writes them)")
     if not folder.is_dir():
         raise OodbenchError(f"record folder {folder} does not exist; write records with `oodbench run --out {folder}`")
     records, errors = [], []

@@ -18,12 +18,18 @@ RULES = (
     "One table per dataset, split and benchmark version (records of different benchmark versions use different "
     "metric definitions and are never ranked together). A method is a record's `method.name`; a run on a local "
     "checkpoint (`--checkpoint`) instead of the method card's is a row of its own, named with the file's sha256, so "
-    "that it never outranks the published model. When a method has several records in a table, the row shows its best: highest pixel AP (undefined AP ranks last), ties broken by higher "
+    "that it never outranks the published model. When a method has several records in a table, the row shows its "
+    "best: highest pixel AP (undefined AP ranks last), ties broken by higher "
     "AUROC, then lower FPR95, then the newest record (`provenance.utc_time`), then the content address, so the choice "
     "is deterministic. Identical records cannot occur twice (the file name is the content's hash); records whose "
     "metrics are identical but whose provenance differs are reruns, and the newest of them is shown. Rows are "
     "ordered by the same rule. `records` counts a method's records in the table, `reruns` those with exactly the "
-    "shown record's metrics (itself excluded).")
+    "shown record's metrics (itself excluded). Undefined metrics (null or NaN in a record) read n/a and rank last. "
+    "A record of a degenerate split is never ranked: with no in-distribution pixels (`metrics.pixel.num_neg` 0) "
+    "AUROC and FPR95 are undefined and AP is trivially 100 %; with no OoD pixels (`num_pos` 0) AUROC, AP and "
+    "FPR95 are undefined; with neither (every pixel ignored) every pixel metric is undefined. Such a record is "
+    "chosen for a method only when it has no other, its row comes after the ranked rows with no rank and n/a for "
+    "those metrics, and a note says why (column `unranked`).")
 # (column, record path) of the metric columns; fractions in the frame and the CSV, percentages in the tables
 METRICS = [(name, CATALOGUE[name].path) for name in RATES]
 COUNTS = [(name, CATALOGUE[name].path) for name in COUNT_NAMES]
@@ -34,11 +40,13 @@ DISPLAY = [("rank", "#", "int"), ("method", "method", "text"), ("auroc", "AUROC"
            ("fp_after", "FP after", "int"), ("fn_before", "FN before", "int"), ("fn_after", "FN after", "int"),
            ("records", "records", "int")]
 COLUMNS = [*KEY, "rank", "method", *(c for c, _ in METRICS), "threshold_source", "threshold", *(c for c, _ in COUNTS),
-           "num_images", "records", "reruns", "ap_tie", "conventions", "fingerprint", "record_id", "utc_time",
-           "record_file"]
+           "num_images", "records", "reruns", "ap_tie", "unranked", "conventions", "fingerprint", "record_id",
+           "utc_time", "record_file"]
+PIXEL = ("auroc", "ap", "fpr95")
 
 
 def _get(metrics: dict, dotted: str) -> float:
+    """The metric as a float; NaN where it is undefined (null, or absent)."""
     value = lookup(metrics, dotted)
     return math.nan if value is None else float(value)
 
@@ -47,11 +55,35 @@ def _missing_last(value: float, sign: float) -> float:
     return -math.inf if math.isnan(value) else sign * value
 
 
-def rank_key(record: Record) -> tuple:
-    """Larger is better: AP, AUROC, -FPR95, newer time, then the content address as a deterministic last word."""
+def unranked_reason(metrics: dict) -> str | None:
+    """Why a record's pixel metrics cannot be ranked (a degenerate split, from ``metrics.pixel.num_pos`` and
+    ``num_neg``), or None when both classes have pixels."""
+    pos, neg = (_get(metrics, f"pixel.{n}") for n in ("num_pos", "num_neg"))
+    if pos == 0 and neg == 0:
+        return ("not ranked: the split has no scored pixels (all ignored, 0 OoD / 0 in-distribution), so every "
+                "pixel metric is undefined")
+    if neg == 0:
+        return (f"not ranked: the split has no in-distribution pixels ({pos:.0f} OoD / 0 in-distribution), so "
+                f"AUROC and FPR95 are undefined and AP is trivially 100 %")
+    if pos == 0:
+        return (f"not ranked: the split has no OoD pixels (0 OoD / {neg:.0f} in-distribution), so AUROC, AP and "
+                f"FPR95 are undefined")
+    return None
+
+
+def _pixel(record: Record, name: str) -> float:
+    """A pixel metric for ranking and display: NaN where undefined, and on a degenerate split (there AP is
+    trivial or undefined, AUROC and FPR95 undefined, whatever the record holds)."""
     m = record.data["metrics"]
-    return (_missing_last(_get(m, "pixel.ap"), 1), _missing_last(_get(m, "pixel.auroc"), 1),
-            _missing_last(_get(m, "pixel.fpr95"), -1), record.utc_time, record.id)
+    return math.nan if unranked_reason(m) else _get(m, f"pixel.{name}")
+
+
+def rank_key(record: Record) -> tuple:
+    """Larger is better: ranked (not a degenerate split) first, then AP, AUROC, -FPR95 (undefined last), newer
+    time, then the content address as a deterministic last word."""
+    return (unranked_reason(record.data["metrics"]) is None, _missing_last(_pixel(record, "ap"), 1),
+            _missing_last(_pixel(record, "auroc"), 1), _missing_last(_pixel(record, "fpr95"), -1), record.utc_time,
+            record.id)
 
 
 def threshold_source(metrics: dict) -> str | None:
@@ -74,18 +106,19 @@ def conventions_note(record: Record) -> str:
 
 def _row(best: Record, group: list[Record]) -> dict[str, Any]:
     m = best.data["metrics"]
-    ties = [r for r in group if r is not best and rank_key(r)[:3] == rank_key(best)[:3] and r.data["metrics"] != m]
+    ties = [r for r in group if r is not best and rank_key(r)[:4] == rank_key(best)[:4] and r.data["metrics"] != m
+            and rank_key(best)[0]]  # unranked records all "tie" on undefined metrics: no note for that
     row: dict[str, Any] = {"dataset": best.table_key[0], "split": best.table_key[1],
                            "benchmark_version": best.table_key[2], "method": best.entry}
-    row.update({col: _get(m, path) for col, path in METRICS})
+    row.update({col: _pixel(best, col) if col in PIXEL else _get(m, path) for col, path in METRICS})
     row["threshold_source"] = threshold_source(m)
     row["threshold"] = _get(m, "components.threshold")
     row.update({col: _get(m, path) for col, path in COUNTS})
     row.update({"num_images": int(best.data["dataset"]["num_images"]), "records": len(group),
                 "reruns": sum(r is not best and r.data["metrics"] == m for r in group), "ap_tie": bool(ties),
-                "conventions": conventions_note(best), "fingerprint": best.data["dataset"]["fingerprint"][:16],
-                "record_id": best.id, "utc_time": best.utc_time,
-                "record_file": best.path.name})
+                "unranked": unranked_reason(m) or math.nan, "conventions": conventions_note(best),
+                "fingerprint": best.data["dataset"]["fingerprint"][:16], "record_id": best.id,
+                "utc_time": best.utc_time, "record_file": best.path.name})
     return row
 
 
@@ -102,12 +135,20 @@ def best_records(records: list[Record]) -> dict[tuple, list[tuple[Record, list[R
 
 
 def leaderboard_frame(records: list[Record]) -> pd.DataFrame:
-    """Every table's rows in one frame (columns COLUMNS), tables in key order, rows by rank."""
+    """Every table's rows in one frame (columns COLUMNS), tables in key order, rows by rank; unranked rows (a
+    degenerate split, see RULES) last, with no rank (the column is then of pandas' nullable Int64 type)."""
     rows = []
     for pairs in best_records(records).values():
-        for rank, (best, group) in enumerate(pairs, start=1):
-            rows.append({**_row(best, group), "rank": rank})
-    return pd.DataFrame(rows, columns=COLUMNS)
+        rank = 0
+        for best, group in pairs:
+            row = _row(best, group)
+            ranked = not isinstance(row["unranked"], str)
+            rank += ranked
+            rows.append({**row, "rank": rank if ranked else None})
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    if frame["rank"].isna().any():
+        frame["rank"] = frame["rank"].astype("Int64")
+    return frame
 
 
 def shown_columns(table: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -127,8 +168,9 @@ def title(key: tuple) -> str:
 
 def summary(table: pd.DataFrame) -> str:
     """'60 images, 3 methods.' (+ a sentence when rows come from different copies of the data)."""
-    n = len(table)
-    return f"{table['num_images'].iloc[0]} images, {n} method{'s' if n != 1 else ''}.{fingerprint_note(table)}"
+    n, unranked = len(table), int(table["unranked"].notna().sum())
+    return (f"{table['num_images'].iloc[0]} images, {n} method{'s' if n != 1 else ''}"
+            f"{f' ({unranked} not ranked)' if unranked else ''}.{fingerprint_note(table)}")
 
 
 def fingerprint_note(table: pd.DataFrame) -> str:
@@ -140,10 +182,11 @@ def fingerprint_note(table: pd.DataFrame) -> str:
 
 
 def footnotes(table: pd.DataFrame) -> dict[str, str]:
-    """Method -> why its row needs a note: chosen among several records, AP ties, non-canonical conventions."""
+    """Method -> why its row needs a note: not ranked (a degenerate split), chosen among several records, AP ties,
+    non-canonical conventions."""
     notes = {}
     for row in table.itertuples():
-        parts = []
+        parts = [row.unranked] if isinstance(row.unranked, str) else []
         if row.records > 1:
             parts.append(f"best of {row.records} records by the rule above"
                          + (f"; {row.reruns} rerun(s) with identical metrics, the newest shown" if row.reruns else ""))

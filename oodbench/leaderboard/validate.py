@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from importlib import resources
@@ -82,17 +83,40 @@ def address_problems(path: Path, record: dict) -> list[tuple[str, str]]:
     return [(field, where) for field in changed]
 
 
-def check_file(path: str | Path) -> dict:
-    """Read, schema-check and address-check one record file; RecordError lists what is wrong."""
+def _undefined(_token: str) -> None:
+    return None
+
+
+def _finite_or_none(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def parse_json(text: str) -> Any:
+    """JSON as records are read everywhere: a literal ``NaN``/``Infinity`` (what ``json.dump`` writes for an
+    undefined metric) or a number too large for a float is read as null, as ``json_safe`` writes it, so a record
+    is always strict JSON in memory (its content address is defined) and undefined metrics are None."""
+    return json.loads(text, parse_constant=_undefined, parse_float=_finite_or_none)
+
+
+def read_json(path: str | Path) -> Any:
+    """One JSON file via ``parse_json``; RecordError names the file and what is wrong (unreadable, not UTF-8,
+    not JSON, nested too deeply, a number too long)."""
     path = Path(path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise RecordError(str(path), [("(json)", f"not valid JSON at line {exc.lineno} column {exc.colno}: "
-                                                 f"{exc.msg}")]) from exc
+                                                 f"{exc.msg}")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RecordError(str(path), [("(file)", f"cannot be read: {exc}")]) from exc
-    return check_record(path, record)
+        raise RecordError(str(path), [("(file)", f"cannot be read: {exc}")]) from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of more than 4300 digits, or [[[[...]]]]
+        raise RecordError(str(path), [("(json)", f"not a JSON document oodbench reads: {exc}")]) from None
+
+
+def check_file(path: str | Path) -> dict:
+    """Read, schema-check and address-check one record file; RecordError lists what is wrong."""
+    return check_record(path, read_json(path))
 
 
 def check_record(path: str | Path, record: Any) -> dict:
