@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tabulate import tabulate
 
 from .errors import OodbenchError
+from .outputs import check_entry_name, check_output_dir
 
 PIXEL_ROWS = (("AUROC", "auroc"), ("AP", "ap"), ("FPR95", "fpr95"))
 SEGMENT_ROWS = (("segments", "num_segments"), ("GT components", "num_gt_components"),
@@ -41,6 +42,22 @@ def results_table(record: dict) -> str:
     ds, meth = record["dataset"], record["method"]
     title = f"{meth['name']} on {ds['name']}/{ds['split']} ({ds['num_images']} images)"
     return title + "\n" + tabulate(rows, headers=["metric", "value"], tablefmt="github")
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (e.g. --seed 0.., --batch-size 1..)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}, the smallest value it takes")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
 
 
 def parse_options(pairs: Sequence[str]) -> dict:
@@ -100,14 +117,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _metric_options(args: argparse.Namespace) -> dict:
-    return {"components": not args.no_components, "threshold": args.threshold, "track": args.track,
+    if args.no_components and (args.threshold is not None or args.track is not None):
+        given = " and ".join(f for f, v in (("--threshold", args.threshold), ("--track", args.track)) if v is not None)
+        raise OodbenchError(f"{given} choose(s) how component metrics are computed, and --no-components skips them: "
+                            f"drop one or the other")
+    return {"components": not args.no_components, "threshold": args.threshold or "oracle", "track": args.track,
             "bootstrap": args.bootstrap, "conventions": args.convention}
 
 
 def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by run and evaluate: component metrics, their threshold and bootstrap intervals."""
     g = parser.add_argument_group("metrics")
-    g.add_argument("--threshold", default="oracle", metavar="T",
+    g.add_argument("--threshold", default=None, metavar="T",
                    help="component-metric threshold: a number, SPLIT[:best_f1|tpr95] fixed on a validation split, "
                         "'oracle' (default: the split's own best pixel F1, as the SegmentMeIfYouCan leaderboard) or "
                         "'oracle:smiyc_code' (the threshold SegmentMeIfYouCan's code picks as that)")
@@ -117,7 +138,7 @@ def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--convention", action="append", default=[], metavar="NAME",
                    help="also compute pixel metrics in a named convention of published code, e.g. hist100, "
                         "trapezoid_ap, fpr95_nearest, smiyc768 (repeatable; `oodbench list conventions`)")
-    g.add_argument("--bootstrap", type=int, default=0, metavar="N",
+    g.add_argument("--bootstrap", type=count(0), default=0, metavar="N",
                    help="N seeded resamples of the images: confidence intervals of AP, FPR95 and mean F1")
 
 
@@ -134,6 +155,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not method or not dataset:
             raise OodbenchError(f"--smiyc {args.smiyc!r}: write METHOD/DATASET, e.g. MyMethod/LostAndFound-test")
         smiyc = (method, dataset)
+    check_entry_name(args.name)
+    if args.out is not None:
+        check_output_dir(args.out, "--out")
     if args.labels is not None:
         dataset, data_root = "folder", args.labels
     else:
@@ -176,8 +200,8 @@ def add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--split", default="test")
     r.add_argument("--data-root", default=None, help="dataset folder (default: the dataset's own location)")
     r.add_argument("--out", default="leaderboard/records", help="folder for the JSON record")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--batch-size", type=int, default=4)
+    r.add_argument("--seed", type=count(0), default=0)
+    r.add_argument("--batch-size", type=count(1), default=4)
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. mapping=metaood")
     r.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
                    help="meta classifier cross-validation: grouped by image with per-fold scaling (default) or the "
@@ -208,7 +232,7 @@ def _build_rest(p: argparse.ArgumentParser, sub) -> argparse.ArgumentParser:
                    help="SegmentMeIfYouCan layout: <DIR>/METHOD/DATASET/<id>.hdf5 (DIR: outputs/anomaly_p)")
     e.add_argument("--resize", action="store_true", help="resize score maps bilinearly to the label size")
     e.add_argument("--out", default="leaderboard/records", help="folder for the JSON record")
-    e.add_argument("--batch-size", type=int, default=4)
+    e.add_argument("--batch-size", type=count(1), default=4)
     e.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
     e.add_argument("--deep", action="store_true", help="fingerprint the dataset by file contents (slower)")
     e.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,6 +1,7 @@
 """dataset x method -> metric states -> record. The one place that drives an evaluation."""
 from __future__ import annotations
 
+import math
 import resource
 import tempfile
 import time
@@ -9,6 +10,7 @@ from typing import Any, Sequence
 
 from .data.base import Dataset
 from .errors import OodbenchError
+from .outputs import check_output_dir
 from .leaderboard.record import make_record, write_record
 from .methods import Method
 from .metrics.bootstrap import BootstrapCollector
@@ -45,6 +47,21 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
+def undefined_where_degenerate(pixel: dict[str, Any], where: str) -> dict[str, Any]:
+    """Pixel metrics of a split without both classes are undefined (AP of an all-OoD split is a trivial 1): NaN
+    (null in the record) with the reason, so such a record never ranks; a split without labelled pixels is an
+    error."""
+    pos, neg = pixel["num_pos"], pixel["num_neg"]
+    if pos + neg == 0:
+        raise OodbenchError(f"{where}: every pixel is ignored (label 255), so there is nothing to evaluate; check that "
+                            f"the labels use 0 (in-distribution) and 1 (OoD), or the dataset's mapping option")
+    if pos and neg:
+        return pixel
+    missing = "OoD" if pos == 0 else "in-distribution"
+    return {**pixel, "auroc": math.nan, "ap": math.nan, "fpr95": math.nan,
+            "undefined": f"the split has no {missing} pixels: AUROC, AP and FPR95 need both classes"}
+
+
 def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
         out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
         dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
@@ -68,6 +85,8 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     the whole split from the cache without running the model (``oodbench merge``). Under torchrun each rank
     scores its block and the states are merged across ranks; rank 0 writes the record."""
     start = time.perf_counter()
+    if out_dir is not None and world()[0] == 0:
+        check_output_dir(out_dir, "--out")
     policy = ThresholdPolicy.parse(threshold) if components else None
     code_rule = policy is not None and policy.kind == "oracle" and policy.rule == "smiyc_code"
     names = list(conventions) + (["smiyc768"] if code_rule else [])  # whose bins that rule reads
@@ -91,6 +110,9 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
             comp_extra = {"validation": _split_info(other, deep_fingerprint)}
         comp_threshold = policy.choose(val_state)
 
+    if shard is not None and shard[1] > len(ds):
+        raise OodbenchError(f"--shard {shard[0]}/{shard[1]}: {dataset}/{split} has {len(ds)} images, so N can be at "
+                            f"most {len(ds)}")
     cache = prep.cache(ds)
     rank, size = world()
     part = Shard(ds, *shard) if shard is not None else Shard(ds, rank, size) if size > 1 else ds
@@ -112,6 +134,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
                                            consumers, cache, seg_threshold)
         if shard is None:
             states = all_merged(states)
+            pixel = undefined_where_degenerate(states.pixel.compute(), f"{dataset}/{split}")
             if oracle:
                 if code_rule:  # the reference's own pick, used as it uses it: components score > t
                     comp_threshold, best_f1 = states.conventions["smiyc768"].code_best_f1_threshold()
@@ -128,7 +151,7 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     if shard is not None:
         return {"shard": list(shard), "num_images": len(part), "scored": len(part) - cached, "from_cache": cached,
                 "score_cache": cache.describe()}, None
-    metrics: dict[str, Any] = {"pixel": states.pixel.compute(), "curves": states.pixel.curves()}
+    metrics: dict[str, Any] = {"pixel": pixel, "curves": states.pixel.curves()}
     if named:
         metrics["conventions"] = {name: c.compute() for name, c in states.conventions.items()}
     if states.components is not None:

@@ -27,6 +27,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add ``show`` to an argparse subparsers object."""
+    from ..cli import count  # lazily: cli imports the command modules
     s = sub.add_parser("show", help="draw one image's panel: image, ground truth, score heatmap and, for meta "
                                     "methods, the segments before/after meta classification (PNG)")
     s.add_argument("--method", required=True, help="registered method, e.g. entmax_meta")
@@ -37,7 +38,7 @@ def register(sub) -> None:
     s.add_argument("--out", default=None, metavar="PNG",
                    help="output file (default: <out-dir>/<method>__<dataset>__<id>.png)")
     s.add_argument("--out-dir", default="leaderboard/panels", help="folder for the default file name")
-    s.add_argument("--seed", type=int, default=0, help="as in `run`: model seed and cross-validation folds")
+    s.add_argument("--seed", type=count(0), default=0, help="as in `run`: model seed and cross-validation folds")
     s.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
                    help="meta classifier cross-validation, as in `run` (default: the method's)")
     s.add_argument("--checkpoint", default=None, metavar="PATH",
@@ -47,7 +48,7 @@ def register(sub) -> None:
     s.add_argument("--no-score-cache", action="store_true",
                    help="as in `run`: float32 scores, neither reading nor writing the float16 score cache")
     s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--batch-size", type=count(1), default=4)
     s.add_argument("--dpi", type=int, default=100, help="PNG resolution: the figure is 10 inches wide")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_show)

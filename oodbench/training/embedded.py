@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,15 +43,20 @@ def checkpoint_path(stage: str, seed: int = 0, data_seed: int = 0) -> Path:
 
 
 def _load_cached(path: Path) -> tuple[nn.Module, dict] | None:
+    """The cached model and its info; None when absent, or when either file is unreadable or they disagree: the
+    embedded models are oodbench's own and deterministic, so a damaged copy is trained again (with a warning)."""
     info_path = path.with_suffix(".json")
     if not (path.is_file() and info_path.is_file()):
         return None
-    info = json.loads(info_path.read_text())
-    if sha256_file(path) != info.get("sha256"):
-        raise CheckpointError(f"{path}: sha256 differs from {info_path.name}; the cached checkpoint is corrupt. "
-                              f"Delete both files and rerun to retrain")
-    model = create_model(ARCH, num_classes=NUM_CLASSES)
-    load_into(model, path)
+    try:
+        info = json.loads(info_path.read_text())
+        if not isinstance(info, dict) or sha256_file(path) != info.get("sha256"):
+            raise CheckpointError(f"its sha256 differs from {info_path.name}")
+        model = create_model(ARCH, num_classes=NUM_CLASSES)
+        load_into(model, path)
+    except (OSError, ValueError, CheckpointError) as exc:
+        warnings.warn(f"{path}: the cached embedded model is damaged ({exc}); training it again", stacklevel=3)
+        return None
     return model.eval(), info
 
 
