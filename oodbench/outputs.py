@@ -34,12 +34,7 @@ def check_output_dir(path: str | Path, option: str) -> Path:
     if path.exists() and not path.is_dir():
         raise OodbenchError(f"{option} {path}: is a file, not a folder; give a folder to write into (it is created "
                             f"when missing), e.g. {option} {path.parent / 'leaderboard'}")
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise OodbenchError(f"{option} {path}: cannot create the folder, {base} is a file; give a path whose "
-                            f"parents are folders")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise OodbenchError(f"{option} {path}: {base} is not writable; give a folder you can write to")
+    _check_creatable(path, path, option)
     return path
 
 
@@ -49,10 +44,16 @@ def check_output_file(path: str | Path, option: str, example: str = "out.md") ->
     path = Path(path)
     if path.is_dir():
         raise OodbenchError(f"{option} {path}: is a folder; give a file path, e.g. {option} {path / example}")
-    base = _nearest_existing(path.parent)
+    _check_creatable(path, path.parent, option)
+    return path
+
+
+def _check_creatable(path: Path, folder: Path, option: str) -> None:
+    """``folder`` (``path`` itself, or the folder of the file ``path``) exists or can be made in a writable folder."""
+    base = _nearest_existing(folder)
     if not base.is_dir():
-        raise OodbenchError(f"{option} {path}: cannot create its folder, {base} is a file; give a path whose "
-                            f"parents are folders")
+        what = "the folder" if folder == path else "its folder"
+        raise OodbenchError(f"{option} {path}: cannot create {what}, {base} is a file; give a path whose parents "
+                            f"are folders")
     if not os.access(base, os.W_OK | os.X_OK):
         raise OodbenchError(f"{option} {path}: {base} is not writable; give a path you can write to")
-    return path
