@@ -5,6 +5,7 @@ import math
 import resource
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,6 +61,16 @@ def undefined_where_degenerate(pixel: dict[str, Any], where: str) -> dict[str, A
     missing = "OoD" if pos == 0 else "in-distribution"
     return {**pixel, "auroc": math.nan, "ap": math.nan, "fpr95": math.nan,
             "undefined": f"the split has no {missing} pixels: AUROC, AP and FPR95 need both classes"}
+
+
+def warn_outside_scores(threshold: float, pixel: Any, where: str) -> None:
+    """A given component threshold beyond the split's scores makes every pixel, or none, a component: say so."""
+    low, high = pixel.score_range()
+    if not low <= threshold <= high and not math.isnan(low):
+        side = "above every" if threshold > high else "below every"
+        warnings.warn(f"--threshold {threshold:g} lies {side} score of {where} (scores from {low:.4g} to about "
+                      f"{high:.4g}), so component metrics see {'no' if threshold > high else 'one all-covering'} "
+                      f"component per frame; check the score's scale", stacklevel=2)
 
 
 def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
@@ -135,6 +146,8 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
         if shard is None:
             states = all_merged(states)
             pixel = undefined_where_degenerate(states.pixel.compute(), f"{dataset}/{split}")
+            if policy is not None and policy.kind == "given":
+                warn_outside_scores(comp_threshold, states.pixel, f"{dataset}/{split}")
             if oracle:
                 if code_rule:  # the reference's own pick, used as it uses it: components score > t
                     comp_threshold, best_f1 = states.conventions["smiyc768"].code_best_f1_threshold()

@@ -130,3 +130,20 @@ def test_records_keep_no_local_paths(tmp_path):
                  "--quiet"]) == 0
     (path,) = out.glob("*.json")
     assert "data_root" not in json.loads(path.read_text())["dataset"]
+
+
+def test_a_given_threshold_outside_the_scores_warns(tmp_path):
+    """Normalized entropy lies in [0, 1]: a threshold of 5 forms no component, -1 one covering each frame."""
+    import warnings
+
+    from oodbench.precomputed import PrecomputedScores
+    from oodbench.runner import run
+
+    lab, sco = _folder_split(tmp_path, [np.eye(4, 6, dtype=np.uint8), np.eye(5, 7, dtype=np.uint8)])
+    kwargs = dict(dataset="folder", data_root=lab, progress=False)
+    for threshold, side in ((5.0, "above every"), (-1.0, "below every")):
+        with pytest.warns(UserWarning, match=rf"--threshold {threshold:g} lies {side} score of folder/test"):
+            run(PrecomputedScores(sco, name="m"), threshold=threshold, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(PrecomputedScores(sco, name="m"), threshold=0.5, **kwargs)

@@ -211,6 +211,13 @@ class PixelMetricState:
         tied = at[pos + neg_at > 1]  # bins where a coarser bin can change a metric
         return min(16 + int(self._hist.describe(tied)[2].min()), self.bits) if tied.size else 32
 
+    def score_range(self) -> tuple[float, float]:
+        """(lowest score, lower edge of the highest bin): where the counted scores lie; (NaN, NaN) when empty."""
+        keys, _, _ = self.descending_bins()
+        if not keys.size:
+            return float("nan"), float("nan")
+        return _as_float(int(keys[-1])), _as_float(int(keys[0]))
+
     def threshold_at_tpr(self, tpr: float) -> float:
         """Score threshold t of the first bin (scanning down) whose TPR reaches ``tpr``: its lower edge, so
         ``score >= t`` on the float32 scores selects exactly that bin and those above. NaN without
