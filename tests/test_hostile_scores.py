@@ -284,6 +284,16 @@ def test_fifos_in_the_data_folders_are_skipped_and_reported(split, capsys):
 
 @fifo
 @pytest.mark.timeout(60)
+def test_data_check_reports_a_fifo_as_a_problem(split, capsys):
+    lab = split[0]
+    os.mkfifo(lab / "c.png")
+    assert main(["data", "check", "folder", "--data-root", str(lab), "--split", "test"]) == 1
+    out = capsys.readouterr().out
+    assert "c.png (a FIFO)" in out and "PROBLEMS" in out.upper()
+
+
+@fifo
+@pytest.mark.timeout(60)
 def test_a_fifo_in_place_of_a_score_file_is_refused(split, capsys):
     _, sco, _, _ = split
     (sco / "a.npy").unlink()

@@ -6,6 +6,7 @@ DatasetError per split and per sample so one broken file does not hide the other
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from .base import DATASETS, IGNORE_LABEL, ID_LABEL, OOD_LABEL
+from .base import DATASETS, IGNORE_LABEL, ID_LABEL, OOD_LABEL, SkippedFileWarning
 from .cards import list_cards, load_card
 
 CANONICAL = np.array([ID_LABEL, OOD_LABEL, IGNORE_LABEL])
@@ -71,7 +72,15 @@ def _construct(name: str, root: Any, split: str, options: dict[str, Any], report
     """The dataset of one split, or None. A failed count check is reported, then the split is built again
     without it, so its samples are still read."""
     try:
-        return DATASETS.create(name, root=root, split=split, **options)
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always", SkippedFileWarning)
+            ds = DATASETS.create(name, root=root, split=split, **options)
+        for w in skipped:  # a file the loader skipped is a problem of the copy; other warnings pass on
+            if issubclass(w.category, SkippedFileWarning):
+                report.problems.append(str(w.message))
+            else:
+                warnings.warn(w.message, w.category, stacklevel=2)
+        return ds
     except DatasetError as exc:
         report.problems.append(str(exc))
     if "expected" in options:
