@@ -147,3 +147,20 @@ def test_a_given_threshold_outside_the_scores_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run(PrecomputedScores(sco, name="m"), threshold=0.5, **kwargs)
+
+
+def test_a_refused_pickle_global_is_named(tmp_path):
+    """Checkpoints and training states load with weights_only: what would have been unpickled is named."""
+    import argparse
+
+    import torch
+
+    from oodbench.errors import CheckpointError
+    from oodbench.models.checkpoint import read_state_dict
+    from oodbench.training.train_state import load_state
+
+    path = tmp_path / "state.pt"
+    torch.save({"model": {}, "epoch": 1, "args": argparse.Namespace(lr=1)}, path)
+    for load in (read_state_dict, load_state):
+        with pytest.raises(CheckpointError, match=r"state.pt: refused to load.*GLOBAL argparse.Namespace"):
+            load(path)

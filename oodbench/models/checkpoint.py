@@ -52,12 +52,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), "")
-        found = found.split(" was not")[0].replace("WeightsUnpickler error: ", "")
-        raise CheckpointError(
-            f"{path}: refused to load: it holds objects other than tensors and plain containers ({found}). "
-            f"oodbench never unpickles code; re-save the file as a plain state dict"
-        ) from exc
+        raise refused(path, exc, "re-save the file as a plain state dict") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({exc}); delete it and download it again") from exc
     meta: dict[str, Any] = {}
@@ -68,6 +63,14 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: not a state dict (found {type(obj).__name__} with non-tensor values)")
     return _strip_prefix(obj), meta
+
+
+def refused(path: str | Path, exc: pickle.UnpicklingError, fix: str) -> CheckpointError:
+    """The error for a file ``weights_only`` loading refused, naming the global it would have had to unpickle."""
+    found = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), "")
+    found = found.split(" was not")[0].replace("WeightsUnpickler error: ", "") or str(exc).splitlines()[0]
+    return CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain containers "
+                           f"({found}). oodbench never unpickles code; {fix}")
 
 
 def _strip_prefix(sd: dict[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..files import atomic_write
+from ..models.checkpoint import refused
 
 
 def seed_everything(seed: int) -> None:
@@ -60,7 +61,9 @@ def load_state(path: Path) -> dict[str, Any]:
                               f"or point --out at the folder of the run to continue")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        raise refused(path, exc, "delete it and start over") from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
         raise CheckpointError(f"{path}: unreadable training state ({exc}); delete it and start over") from exc
     if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
         raise CheckpointError(f"{path}: not an oodbench training state (no model/epoch entries)")
