@@ -132,35 +132,36 @@ def test_records_keep_no_local_paths(tmp_path):
     assert "data_root" not in json.loads(path.read_text())["dataset"]
 
 
-def test_a_given_threshold_outside_the_scores_warns(tmp_path):
+def test_a_given_threshold_outside_the_scores_warns(tmp_path, capsys):
     """Normalized entropy lies in [0, 1]: a threshold of 5 forms no component, -1 one covering each frame."""
     import warnings
 
-    from oodbench.precomputed import PrecomputedScores
-    from oodbench.runner import run
-
     lab, sco = _folder_split(tmp_path, [np.eye(4, 6, dtype=np.uint8), np.eye(5, 7, dtype=np.uint8)])
-    kwargs = dict(dataset="folder", data_root=lab, progress=False)
-    for threshold, side in ((5.0, "above every"), (-1.0, "below every")):
-        with pytest.warns(UserWarning, match=rf"--threshold {threshold:g} lies {side} score of folder/test"):
-            run(PrecomputedScores(sco, name="m"), threshold=threshold, **kwargs)
+    argv = ["evaluate", "--labels", str(lab), "--scores", str(sco), "--name", "m", "--quiet", "--threshold"]
+    for threshold, side in (("5", "above every"), ("-1", "below every")):
+        with pytest.warns(UserWarning, match=rf"--threshold {threshold} lies {side} score of folder/test"):
+            assert main([*argv, threshold]) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        run(PrecomputedScores(sco, name="m"), threshold=0.5, **kwargs)
+        assert main([*argv, "0.5"]) == 0
 
 
-def test_a_refused_pickle_global_is_named(tmp_path):
+def test_a_refused_pickle_global_is_named(tmp_path, capsys):
     """Checkpoints and training states load with weights_only: what would have been unpickled is named."""
     import argparse
 
     import torch
 
     from oodbench.errors import CheckpointError
-    from oodbench.models.checkpoint import read_state_dict
     from oodbench.training.train_state import load_state
+
+    from real_layouts import write_roadanomaly
 
     path = tmp_path / "state.pt"
     torch.save({"model": {}, "epoch": 1, "args": argparse.Namespace(lr=1)}, path)
-    for load in (read_state_dict, load_state):
-        with pytest.raises(CheckpointError, match=r"state.pt: refused to load.*GLOBAL argparse.Namespace"):
-            load(path)
+    data = write_roadanomaly(tmp_path / "ra")
+    _refused(capsys, ["run", "--method", "msp", "--dataset", "roadanomaly", "--data-root", str(data), "--option",
+                      "expected=3", "--checkpoint", str(path), "--quiet"],
+             "state.pt: refused to load", "GLOBAL argparse.Namespace", "re-save the file as a plain state dict")
+    with pytest.raises(CheckpointError, match=r"state.pt: refused to load.*GLOBAL argparse.Namespace"):
+        load_state(path)
