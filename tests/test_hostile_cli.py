@@ -137,7 +137,8 @@ def test_a_given_threshold_outside_the_scores_warns(tmp_path, capsys):
     import warnings
 
     lab, sco = _folder_split(tmp_path, [np.eye(4, 6, dtype=np.uint8), np.eye(5, 7, dtype=np.uint8)])
-    argv = ["evaluate", "--labels", str(lab), "--scores", str(sco), "--name", "m", "--quiet", "--threshold"]
+    argv = ["evaluate", "--labels", str(lab), "--scores", str(sco), "--name", "m", "--out", str(tmp_path / "r"),
+            "--quiet", "--threshold"]
     for threshold, side in (("5", "above every"), ("-1", "below every")):
         with pytest.warns(UserWarning, match=rf"--threshold {threshold} lies {side} score of folder/test"):
             assert main([*argv, threshold]) == 0
