@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from tabulate import tabulate
 
+from . import __version__
 from .errors import OodbenchError
 from .outputs import check_entry_name, check_output_dir
 
@@ -174,13 +175,14 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     from .data.check import check_dataset
 
     report = check_dataset(args.name, root=args.data_root, splits=args.split, options=parse_options(args.option),
-                           deep=args.deep)
+                           deep=args.deep, progress=not args.quiet)
     print(report.render())
     return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="oodbench", description="OoD detection benchmark for semantic segmentation")
+    p.add_argument("--version", action="version", version=f"oodbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="evaluate a method on a dataset split and write a record")
@@ -247,6 +249,7 @@ def _build_rest(p: argparse.ArgumentParser, sub) -> argparse.ArgumentParser:
     c.add_argument("--split", action="append", default=None, help="split to check (repeatable; default: the card's)")
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. expected=60")
     c.add_argument("--deep", action="store_true", help="print content fingerprints (reads every byte)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
     c.set_defaults(func=cmd_data_check)
 
     from .commands import register_all

@@ -88,7 +88,7 @@ def _meta_pass(m: Method, ds: Dataset, chosen: str, threshold: float, batch_size
 
     score_pass(m, ds, batch_size, progress, f"{m.name} on {ds.name}/{ds.split}", [consume], cache, threshold)
     stage = m.segment_stage
-    preds = collector.image_predictions(protocol=protocol, n_splits=stage.n_splits, seed=seed)
+    preds = collector.image_predictions(protocol=protocol, n_splits=stage.n_splits, seed=seed, progress=progress)
     item = kept["item"]
     seg_map = segment_map(item.score, item.sample.labels_for_segments, threshold)
     proba, removed = preds[chosen]

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data.base import Dataset
+from .data.base import Dataset, hashing_progress
 from .errors import OodbenchError
 from .outputs import check_output_dir
 from .leaderboard.record import make_record, write_record
@@ -30,8 +30,13 @@ def _fingerprint_kind(deep: bool) -> str:
     return "content" if deep else "names+sizes"
 
 
-def _split_info(ds: Dataset, deep: bool) -> dict[str, Any]:
-    return {"split": ds.split, "num_images": len(ds), "fingerprint": ds.fingerprint(deep=deep),
+def _fingerprint(ds: Dataset, deep: bool, progress: bool) -> str:
+    with hashing_progress(progress):
+        return ds.fingerprint(deep=deep)
+
+
+def _split_info(ds: Dataset, deep: bool, progress: bool = False) -> dict[str, Any]:
+    return {"split": ds.split, "num_images": len(ds), "fingerprint": _fingerprint(ds, deep, progress),
             "fingerprint_kind": _fingerprint_kind(deep)}
 
 
@@ -112,13 +117,13 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     stage = m.segment_stage
     seg_threshold, val = prep.segment_threshold(from_cache)
     calibration = None if val is None else {"target_tpr": stage.calibrate_tpr, "on_evaluated_split": val.split == ds.split,
-                                            **_split_info(val, deep_fingerprint)}
+                                            **_split_info(val, deep_fingerprint, progress)}
     comp_threshold, comp_extra = None, {}
     if policy is not None and policy.kind != "oracle":
         val_state = None
         if policy.kind == "validation":
             other, val_state = prep.pixel_pass(policy.split, "component threshold", from_cache)
-            comp_extra = {"validation": _split_info(other, deep_fingerprint)}
+            comp_extra = {"validation": _split_info(other, deep_fingerprint, progress)}
         comp_threshold = policy.choose(val_state)
 
     if shard is not None and shard[1] > len(ds):
@@ -173,13 +178,14 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     if states.bootstrap is not None:
         metrics["bootstrap"] = states.bootstrap.compute(n_resamples=bootstrap, seed=seed)
     if states.segments is not None:
-        seg = states.segments.compute(protocol=meta_protocol or stage.protocol, n_splits=stage.n_splits, seed=seed)
+        seg = states.segments.compute(protocol=meta_protocol or stage.protocol, n_splits=stage.n_splits, seed=seed,
+                                      progress=progress)
         seg.update({"segment_threshold": float(seg_threshold),
                     "threshold_source": "calibrated" if calibration else "fixed", "calibration": calibration})
         metrics["segments"] = seg
     described = ds.describe()
     if deep_fingerprint:
-        described["fingerprint"] = ds.fingerprint(deep=True)
+        described["fingerprint"] = _fingerprint(ds, True, progress)
     described["fingerprint_kind"] = _fingerprint_kind(deep_fingerprint)
     wall = time.perf_counter() - start
     evaluation = wall - setup_seconds

@@ -7,9 +7,11 @@ import re
 import stat
 import threading
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -22,6 +24,28 @@ ID_LABEL, OOD_LABEL, IGNORE_LABEL = 0, 1, 255
 
 DATASETS: Registry["Dataset"] = DatasetRegistry("dataset", "oodbench.datasets")
 register_dataset = DATASETS.register
+_HASH_PROGRESS: ContextVar[bool] = ContextVar("oodbench_hash_progress", default=False)
+
+
+@contextmanager
+def hashing_progress(enabled: bool = True) -> Iterator[None]:
+    """Within the block, ``fingerprint(deep=True)`` shows a tqdm bar (stderr) over the frames whose files it hashes;
+    a context rather than an argument, so every ``fingerprint(deep)`` override keeps its signature."""
+    token = _HASH_PROGRESS.set(enabled)
+    try:
+        yield
+    finally:
+        _HASH_PROGRESS.reset(token)
+
+
+def hashed_frames(ds: "Dataset", deep: bool) -> Iterable[int]:
+    """The frame indices a fingerprint walks: on a progress bar when hashing contents inside ``hashing_progress``."""
+    frames = range(len(ds.files))
+    if not (deep and _HASH_PROGRESS.get()):
+        return frames
+    from tqdm.auto import tqdm
+
+    return tqdm(frames, desc=f"hashing {ds.name}/{ds.split}", unit="img")
 
 
 @dataclass
@@ -93,7 +117,8 @@ class Dataset(Sequence[Sample]):
     def fingerprint(self, deep: bool = False) -> str:
         """sha256 over relative file names and sizes (``deep``: and each file's sha256), so different copies never mix."""
         h = hashlib.sha256()
-        for image_path, label_path, _ in self.files:
+        for i in hashed_frames(self, deep):
+            image_path, label_path, _ = self.files[i]
             for p in (image_path, label_path):
                 if p is None:
                     continue

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..errors import DatasetError
-from .base import DATASETS, IGNORE_LABEL, ID_LABEL, OOD_LABEL, SkippedFileWarning
+from .base import DATASETS, IGNORE_LABEL, ID_LABEL, OOD_LABEL, SkippedFileWarning, hashing_progress
 from .cards import list_cards, load_card
 
 CANONICAL = np.array([ID_LABEL, OOD_LABEL, IGNORE_LABEL])
@@ -92,7 +93,7 @@ def _construct(name: str, root: Any, split: str, options: dict[str, Any], report
 
 
 def check_split(name: str, root: Any, split: str, options: dict[str, Any], expected: int | None,
-                deep: bool = False) -> SplitReport:
+                deep: bool = False, progress: bool = False) -> SplitReport:
     report = SplitReport(split)
     ds = _construct(name, root, split, options, report)
     if ds is None:
@@ -108,7 +109,7 @@ def check_split(name: str, root: Any, split: str, options: dict[str, Any], expec
     bad_ids = [i for i in ids if not i or "/" in i or "\\" in i]
     if bad_ids:
         report.problems.append(f"sample ids that are not file stems: {bad_ids[:5]}")
-    for i in range(len(ds)):
+    for i in tqdm(range(len(ds)), desc=f"checking {name}/{split}", unit="img", disable=not progress):
         try:
             sample = ds[i]
         except DatasetError as exc:
@@ -123,16 +124,17 @@ def check_split(name: str, root: Any, split: str, options: dict[str, Any], expec
                 report.problems.append(f"sample {sample.id!r}: the loader produced label values {bad.tolist()[:10]} "
                                        f"outside 0/1/255")
     try:
-        report.fingerprint = ds.fingerprint(deep=deep)
+        with hashing_progress(progress):
+            report.fingerprint = ds.fingerprint(deep=deep)
     except OSError as exc:
         report.problems.append(f"cannot fingerprint the split: {exc}")
     return report
 
 
-def check_checksums(root: Path, checksums: dict[str, str]) -> list[str]:
+def check_checksums(root: Path, checksums: dict[str, str], progress: bool = False) -> list[str]:
     """Problems with the card's ``[checksums]`` (path relative to the data root -> sha256)."""
     problems = []
-    for rel, want in sorted(checksums.items()):
+    for rel, want in tqdm(sorted(checksums.items()), desc="checksums", unit="file", disable=not progress):
         path = root / rel
         if not path.is_file():
             problems.append(f"{path}: missing (listed in the card's checksums)")
@@ -145,8 +147,9 @@ def check_checksums(root: Path, checksums: dict[str, str]) -> list[str]:
 
 
 def check_dataset(name: str, root: str | Path | None = None, splits: list[str] | None = None,
-                  options: dict[str, Any] | None = None, deep: bool = False) -> CheckReport:
-    """Check each split (the card's, unless ``splits`` is given) and the card's checksums."""
+                  options: dict[str, Any] | None = None, deep: bool = False, progress: bool = False) -> CheckReport:
+    """Check each split (the card's, unless ``splits`` is given) and the card's checksums; ``progress``: tqdm bars
+    on stderr over the samples read and, with ``deep``, the frames hashed."""
     options = dict(options or {})
     DATASETS.get(name)  # unknown names fail here, with close matches
     table = card_splits(name)
@@ -158,11 +161,12 @@ def check_dataset(name: str, root: str | Path | None = None, splits: list[str] |
     report = CheckReport(name, str(root) if root is not None else None)
     for split in splits:
         count = table.get(split, {}).get("count")
-        report.splits.append(check_split(name, root, split, options, count if isinstance(count, int) else None, deep))
+        report.splits.append(check_split(name, root, split, options, count if isinstance(count, int) else None, deep,
+                                         progress))
     checksums = load_card(name).get("checksums") if name in list_cards() else None
     if checksums:
         if root is None:
             report.problems.append("the card lists checksums; pass --data-root to verify them")
         else:
-            report.problems += check_checksums(Path(root), checksums)
+            report.problems += check_checksums(Path(root), checksums, progress)
     return report

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DatasetError
-from .base import Dataset, Sample, check_count, check_values, read_label, read_rgb, register_dataset
+from .base import (Dataset, Sample, check_count, check_values, hashed_frames, read_label, read_rgb,
+                   register_dataset)
 from .cityscapes import check_split, default_root, require_root, resolve_expected, scan_flat_pairs
 from .lostandfound import IMAGE_SUFFIXES as LAF_IMAGE_SUFFIXES
 
@@ -128,7 +129,7 @@ class FishyscapesBase(Dataset):
         including the images read from ``laf_root`` / ``cityscapes_root`` and the overlays."""
         h = hashlib.sha256()
         h.update(self._identity_tag().encode())
-        for i in range(len(self.files)):
+        for i in hashed_frames(self, deep):
             for p in self._identity_paths(i):
                 h.update(self._relative(p).encode())
                 h.update(str(p.stat().st_size).encode())

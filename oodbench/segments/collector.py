@@ -115,16 +115,17 @@ class SegmentCollector:
         return x, y, groups, gt_off, pairs_all
 
     def compute(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
-                remove_threshold: float = 0.5, *, scaling: str | None = None, n_jobs: int = 1) -> dict:
+                remove_threshold: float = 0.5, *, scaling: str | None = None, n_jobs: int = 1,
+                progress: bool = False) -> dict:
         """Counts and meta-classifier quality over all images.
 
         Segments with out-of-fold P(FP) > ``remove_threshold`` are deleted (NaN, i.e. untestable,
         deletes nothing). ``meta_auroc``/``meta_ap`` are NaN with one class; ``meta_accuracy`` is
-        NaN only when no segment has a prediction.
+        NaN only when no segment has a prediction. ``progress``: a bar over the leave-one-out fits (stderr).
         """
         x, y, groups, num_gt, pairs = self.arrays()
         proba = cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
-                                scaling=scaling, n_jobs=n_jobs)
+                                scaling=scaling, n_jobs=n_jobs, progress=progress)
         removed = removed_mask(proba, remove_threshold)
         result = {"num_images": len(self.images), "num_segments": int(y.size),
                   "num_gt_components": int(num_gt)}
@@ -137,12 +138,12 @@ class SegmentCollector:
 
     def image_predictions(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
                           remove_threshold: float = 0.5, *, scaling: str | None = None,
-                          n_jobs: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                          n_jobs: int = 1, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per image id: (out-of-fold P(FP), removed mask) of its segments, row k = segment k + 1 of
         its segment map; the very cross-validation ``compute`` runs with the same arguments."""
         x, y, groups, _, _ = self.arrays()
         proba = cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
-                                scaling=scaling, n_jobs=n_jobs)
+                                scaling=scaling, n_jobs=n_jobs, progress=progress)
         removed = removed_mask(proba, remove_threshold)
         ends = np.cumsum([im.targets.size for im in self.images]).tolist()
         return {im.image_id: (proba[end - im.targets.size:end], removed[end - im.targets.size:end])

@@ -20,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, LeaveOneOut, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
 
 __all__ = ["make_meta_classifier", "cross_val_proba", "fold_splits", "PROTOCOLS"]
 
@@ -95,7 +96,7 @@ def protocol_scaling(protocol: str, scaling: str | None = None) -> str:
 
 def cross_val_proba(features: np.ndarray, targets: np.ndarray, groups: np.ndarray | None = None, *,
                     protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
-                    scaling: str | None = None, n_jobs: int = 1) -> np.ndarray:
+                    scaling: str | None = None, n_jobs: int = 1, progress: bool = False) -> np.ndarray:
     """Out-of-fold P(false positive) per segment, float64 (n,).
 
     ``targets``: 1 = false positive, 0 = true positive; ``groups``: image of each segment.
@@ -104,6 +105,7 @@ def cross_val_proba(features: np.ndarray, targets: np.ndarray, groups: np.ndarra
     ``scaling``: "fold" (z-score on the training fold) or "all" (paper: over all segments,
     (x - mean) / (std + 1e-10)); by default "all" under leave-one-out, "fold" under grouped folds.
     ``n_jobs`` > 1 fits folds in threads (liblinear releases the GIL); results do not depend on it.
+    ``progress``: a tqdm bar on stderr counting the leave-one-out fits (one per segment); grouped folds show none.
     """
     x = np.asarray(features, dtype=np.float64)
     y = np.asarray(targets).astype(np.int64).ravel()
@@ -127,12 +129,16 @@ def cross_val_proba(features: np.ndarray, targets: np.ndarray, groups: np.ndarra
         train, test = split
         return test, _fit_predict(x[train], y[train], x[test], seed, scaling)
 
-    if n_jobs > 1:
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            while chunk := list(islice(splits, 8 * n_jobs)):  # lazily: LOO index sets are O(n^2)
-                for test, proba in pool.map(run, chunk):
-                    out[test] = proba
-    else:
-        for test, proba in map(run, splits):
-            out[test] = proba
+    with tqdm(total=y.size if y.size >= 2 else 0, desc="meta classifier (leave-one-out)", unit="fit",
+              disable=not (progress and protocol == "loo")) as bar:
+        if n_jobs > 1:
+            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
+                while chunk := list(islice(splits, 8 * n_jobs)):  # lazily: LOO index sets are O(n^2)
+                    for test, proba in pool.map(run, chunk):
+                        out[test] = proba
+                        bar.update()
+        else:
+            for test, proba in map(run, splits):
+                out[test] = proba
+                bar.update()
     return out
