@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 import platformdirs
@@ -13,3 +14,18 @@ def home() -> Path:
     root = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("oodbench"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+CARD_FOLDERS = {"methods": "methods", "datasets": "datasets", "paper": "leaderboard/paper"}
+
+
+def card_folder(kind: str) -> Path:
+    """The bundled cards of ``kind`` (a key of ``CARD_FOLDERS``): package data ``oodbench.cards.<kind>`` of an
+    installed wheel, or the repository's own folder in a source checkout (editable installs map no data folders)."""
+    try:
+        root = resources.files(f"oodbench.cards.{kind}")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / CARD_FOLDERS[kind]
+    if isinstance(root, Path):
+        return root
+    return next(iter(root.iterdir())).parent  # a namespace package's single folder

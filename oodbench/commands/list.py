@@ -20,16 +20,19 @@ def _split_counts(card: dict) -> str:
 
 
 def datasets_table(names: list[str]) -> str:
-    from ..data.cards import list_cards, load_card
+    """One row per registered dataset with its card's title; split counts only where the card is its own (a card
+    shared by several registrations, such as ``synthetic.toml``, names it)."""
+    from ..data.cards import card_of
 
-    cards = set(list_cards())
     rows = []
     for name in names:
         try:
-            card = load_card(name) if name in cards else {}
+            card = card_of(name) or {}
         except OodbenchError:
             card = {}
-        rows.append([name, card.get("title", "(no card)"), _split_counts(card)])
+        own = card.get("name", name) == name
+        title = card.get("title", "(no card)") + ("" if own or not card else f" (card {card['name']})")
+        rows.append([name, title, _split_counts(card) if own else ""])
     return tabulate(rows, headers=["dataset", "title", "splits (images)"], tablefmt="github")
 
 

@@ -30,6 +30,6 @@ def register(sub) -> None:
     p.add_argument("--records", default=None, metavar="DIR",
                    help=f"folder of records (default {DEFAULT_RECORDS} when it exists)")
     p.add_argument("--paper-dir", default=None, metavar="DIR",
-                   help="folder of the TOML files (default: the repository's leaderboard/paper)")
+                   help="folder of the TOML files (default: the bundled leaderboard/paper cards)")
     p.add_argument("--json", action="store_true", help="rows as JSON instead of a Markdown table")
     p.set_defaults(func=cmd_paper)

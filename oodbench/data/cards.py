@@ -2,17 +2,17 @@
 counts, label mapping, url and licence of each dataset."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetError
 from ..files import read_toml
+from ..paths import card_folder
 
-CARDS_DIR = Path(__file__).resolve().parents[2] / "datasets"
+CARDS_DIR = card_folder("datasets")
 
 
 def list_cards() -> list[str]:
-    """Names of the cards present; empty when the package runs without its repository."""
+    """Names of the cards present; empty when the cards folder is missing (a broken install)."""
     if not CARDS_DIR.is_dir():
         return []
     return sorted(p.stem for p in CARDS_DIR.glob("*.toml"))
@@ -23,6 +23,20 @@ def load_card(name: str) -> dict[str, Any]:
     if not path.is_file():
         raise DatasetError(f"no dataset card {path}; cards present: {', '.join(list_cards()) or 'none'}")
     return read_toml(path, DatasetError)
+
+
+def card_of(name: str) -> dict[str, Any] | None:
+    """The card describing registered dataset ``name``: its own file, or a card listing it in ``registered_as``
+    (e.g. ``synthetic_coco`` in ``synthetic.toml``); None when no card does."""
+    cards = list_cards()
+    if name in cards:
+        return load_card(name)
+    for stem in cards:
+        card = load_card(stem)
+        aliases = card.get("registered_as", [])
+        if name in ([aliases] if isinstance(aliases, str) else aliases):
+            return card
+    return None
 
 
 def download_hint(name: str, fallback_url: str | None = None) -> str:

@@ -5,7 +5,7 @@ Numbers not transcribed are absent, never zero. Ours are read from records in th
 from __future__ import annotations
 
 import math
-import sys
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,15 +13,12 @@ from typing import Any
 from tabulate import tabulate
 
 from ..errors import OodbenchError
+from ..paths import card_folder
 from . import escape
 from .catalogue import CATALOGUE, lookup
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "leaderboard" / "paper"
+PAPER_DIR = card_folder("paper")
 UNITS = ("percent", "fraction")
 
 

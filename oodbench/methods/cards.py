@@ -2,26 +2,26 @@
 ``methods/networks/``), score and stages of a published configuration, so a run on real data reproduces it."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, OodbenchError
 from ..files import read_toml
 from ..models.network_cards import NetworkCard, load_network_card
+from ..paths import card_folder
 
-CARDS_DIR = Path(__file__).resolve().parents[2] / "methods"
+CARDS_DIR = card_folder("methods")
 
 
 def list_method_cards() -> list[str]:
-    """Names of the cards present; empty when the package runs without its repository."""
+    """Names of the cards present; empty when the cards folder is missing (a broken install)."""
     return sorted(p.stem for p in CARDS_DIR.glob("*.toml")) if CARDS_DIR.is_dir() else []
 
 
 def load_method_card(name: str) -> dict[str, Any]:
     path = CARDS_DIR / f"{name}.toml"
     if not path.is_file():
-        raise OodbenchError(f"no method card {path}; cards present: {', '.join(list_method_cards()) or 'none'}. "
-                            f"Real-data runs of model-based methods need the repository's methods/ folder")
+        raise OodbenchError(f"no method card {path}; cards present: {', '.join(list_method_cards()) or 'none'} "
+                            f"(bundled with the package from the repository's methods/ folder)")
     card = read_toml(path)
     card["path"] = str(path)
     return card

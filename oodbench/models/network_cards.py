@@ -14,8 +14,9 @@ from PIL import Image
 
 from ..errors import CheckpointError, OodbenchError
 from ..files import read_toml
+from ..paths import card_folder
 
-NETWORKS_DIR = Path(__file__).resolve().parents[2] / "methods" / "networks"
+NETWORKS_DIR = card_folder("methods") / "networks"
 LOGIT_RESIZES = ("bilinear",)
 
 
@@ -85,7 +86,7 @@ class NetworkCard:
 
 
 def list_network_cards() -> list[str]:
-    """Names of the network cards present; empty when the package runs without its repository."""
+    """Names of the network cards present; empty when the cards folder is missing (a broken install)."""
     return sorted(p.stem for p in NETWORKS_DIR.glob("*.toml")) if NETWORKS_DIR.is_dir() else []
 
 
