@@ -109,6 +109,12 @@ class ComponentMetricState:
     def setting(self) -> tuple[float, int, int]:
         return float(self.threshold), int(self.min_pred), int(self.min_gt)
 
+    def reset(self) -> None:
+        """Forget every counted image; threshold, size filters and size bins stay."""
+        fresh = type(self)(self.threshold, self.min_pred, self.min_gt, size_edges=self.size_edges,
+                           size_names=self.size_names)
+        self.__dict__.update(fresh.__dict__)
+
     def update(self, label: np.ndarray, score: np.ndarray) -> FrameComponents:
         """Add one image; return its own sums (e.g. for ``oodbench.metrics.bootstrap``)."""
         siou_gt, siou_pred, ppv, gt_area, pred_area = component_stats(
@@ -157,3 +163,13 @@ class ComponentMetricState:
             "threshold": float(self.threshold), "min_pred": self.min_pred, "min_gt": self.min_gt,
             "size_bins": self.size_bins.compute(),
         }
+
+
+def component_metrics(labels: Any, scores: Any, threshold: float, *, track: str = "anomaly") -> dict[str, Any]:
+    """Functional form of ``ComponentMetricState``: sIoU, PPV and F1 of one image (HxW arrays) or of several
+    (N x H x W arrays or sequences of HxW arrays), components at ``scores > threshold``, size filters of ``track``."""
+    state = ComponentMetricState.for_track(threshold, track)
+    single = np.ndim(labels) == 2
+    for label, score in zip([labels] if single else labels, [scores] if single else scores, strict=True):
+        state.update(np.asarray(label), np.asarray(score))
+    return state.compute()

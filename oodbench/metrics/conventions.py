@@ -126,6 +126,10 @@ class ConventionState:
     def _settings(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._SETTINGS}
 
+    def reset(self) -> None:
+        """Forget every counted frame; the convention and its settings stay."""
+        self.__dict__.update(type(self)(**self._settings()).__dict__)
+
     def share(self, pixel: PixelMetricState) -> bool:
         """Read its counts from ``pixel``, a state fed with the same frames elsewhere (the record's own), instead
         of counting every pixel again; True if it does, and then the owner alone updates and merges ``pixel``."""

@@ -138,6 +138,11 @@ class PixelMetricState:
         self._hist = self._histogram(bits)
         self._total = 0
 
+    def reset(self) -> None:
+        """Forget every counted pixel (same ``bits``), e.g. at the start of an epoch."""
+        self._hist = self._histogram(self.bits)
+        self._total = 0
+
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32). Scores in a torch
         tensor on a GPU are counted on it: only the labels travel there (``device_counts``)."""
