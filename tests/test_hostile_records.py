@@ -283,6 +283,13 @@ def test_records_keep_no_local_data_root(tmp_path, capsys):
     assert kept["dataset"]["data_root"] == "/home/alice/data" and ds["data_root"] == "/home/alice/data"
     assert "data_root" not in read_record(write_record(kept, tmp_path / "a"))["dataset"]
     assert read_record(write_record(kept, tmp_path / "b", keep_paths=True)) == kept
+    # path-valued dataset options (a local folder, a home-relative one) keep only their last component
+    opts = {**ds, "options": {"path": "/home/alice/hf/roadanomaly_hf", "laf_root": "~/laf", "mapping": "smiyc",
+                              "hub": "org/name", "expected": 60}}
+    redacted = make_record(**{**args, "dataset": opts})["dataset"]["options"]
+    assert redacted == {"path": "roadanomaly_hf", "laf_root": "laf", "mapping": "smiyc", "hub": "org/name",
+                        "expected": 60}
+    assert make_record(**{**args, "dataset": opts}, keep_paths=True)["dataset"]["options"] == opts["options"]
     # readers need no data_root, and still read records written with one
     write_record(kept, tmp_path / "records", keep_paths=True)
     code, out, err = run_cli(capsys, "leaderboard", "--records", tmp_path / "records", "--out", tmp_path / "site")

@@ -99,12 +99,21 @@ def json_safe(obj: Any) -> Any:
 LOCAL_PATHS = {"dataset": ("data_root",)}
 
 
+def _local_path(value: Any) -> bool:
+    return isinstance(value, str) and (value.startswith("~") or Path(value).is_absolute())
+
+
 def drop_local_paths(record: dict) -> dict:
-    """``record`` without the LOCAL_PATHS fields (a shallow copy; the input is not changed)."""
+    """``record`` without the LOCAL_PATHS fields, and dataset options that are absolute paths (e.g. ``path=``,
+    ``laf_root=``) cut to their last component (a shallow copy; the input is not changed)."""
     out = dict(record)
     for section, fields in LOCAL_PATHS.items():
         if isinstance(out.get(section), dict) and any(f in out[section] for f in fields):
             out[section] = {k: v for k, v in out[section].items() if k not in fields}
+    options = out.get("dataset", {}).get("options") if isinstance(out.get("dataset"), dict) else None
+    if isinstance(options, dict) and any(_local_path(v) for v in options.values()):
+        out["dataset"] = {**out["dataset"], "options": {k: Path(v).name if _local_path(v) else v
+                                                        for k, v in options.items()}}
     return out
 
 
