@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 
 from ..data.base import ID_LABEL, IGNORE_LABEL, OOD_LABEL
 from ..errors import LabelError, ScoreError
 from .key_hist import KeyHistogram
+from .score_keys import HALF_NONFINITE, HALF_ORDER, count_float16, half_as_monotone_keys
 
 __all__ = ["PixelMetricState", "pixel_metrics"]
 
@@ -124,7 +126,8 @@ class PixelMetricState:
     pixels are dense (probability maps over (0, 1), max-logit maps over both signs) and fewer in sparse tails.
     Scores sharing a bin are ties, so ``compute`` reports ``resolution_bits``, the fewest
     key bits of a bin where that can change a metric. float16 scores are always exact (>= 19 bits over the
-    float16 range). ``bits`` caps r (9..32; 19 and up keep float16 scores exact). Merged or sharded
+    float16 range) and take a faster path: counted per float16 value (one compiled pass, ``count_float16``),
+    they join the key histogram only when it is read with other counts. ``bits`` caps r (9..32; 19 and up keep float16 scores exact). Merged or sharded
     states hold the same counts as one state over all pixels, in any order.
     """
 
@@ -135,18 +138,36 @@ class PixelMetricState:
             raise ValueError(f"bits={bits}: use 9..32 (32, the default, keeps every float32 score apart "
                              "where memory allows; 19 and up keep float16 scores exact)")
         self.bits = bits
-        self._hist = self._histogram(bits)
-        self._total = 0
+        self.reset()
 
     def reset(self) -> None:
         """Forget every counted pixel (same ``bits``), e.g. at the start of an epoch."""
-        self._hist = self._histogram(self.bits)
+        self._keys = self._histogram(self.bits)
+        self._half: np.ndarray | None = None  # (negatives, positives) per float16 bit pattern, not yet in ``_keys``
+        self._scratch: np.ndarray | None = None  # per-thread counts of one float16 image
         self._total = 0
 
+    @property
+    def _hist(self) -> KeyHistogram:
+        """The key histogram, holding every counted pixel (float16 counts are added to it when it is read)."""
+        if self._half is not None:
+            half = self._half_by_key()
+            self._half = None
+            fine = np.flatnonzero(half[0] | half[1])
+            keys = half_as_monotone_keys(fine) & self._keys.mask
+            cap = self._keys.cap
+            self._total -= int(half.sum())
+            self._add_entries((keys >> 16, (keys & 0xFFFF) >> (16 - cap), np.full(fine.size, cap, np.int64),
+                               half[1, fine], half[0, fine]))
+        return self._keys
+
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
-        """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32). Scores in a torch
-        tensor on a GPU are counted on it: only the labels travel there (``device_counts``)."""
+        """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32). float16 scores (the
+        score cache's) are counted per float16 value in one compiled pass. Scores in a torch tensor on a GPU are
+        counted on it: only the labels travel there (``device_counts``)."""
         flat_l, flat_s = _flat_pair(labels, scores)
+        if isinstance(flat_s, np.ndarray) and flat_s.dtype == np.float16:
+            return self._update_half(labels, scores, flat_l, flat_s, ignore_index)
         n_pos, n_neg = _check_labels(flat_l, ignore_index)
         if flat_l.dtype != np.uint8 or ignore_index in (ID_LABEL, OOD_LABEL):  # uint8 codes: 0, 1, 2 = ignore
             flat_l = np.where(flat_l == OOD_LABEL, 1, np.where(flat_l == ID_LABEL, 0, 2)).astype(np.uint8)
@@ -165,6 +186,39 @@ class PixelMetricState:
             self._refuse(labels, scores, ignore_index)
         self._total += n_pos + n_neg
 
+    def _update_half(self, labels: Any, scores: Any, flat_l: np.ndarray, flat_s: np.ndarray, ignore_index: int) -> None:
+        """Exact counts of float16 scores; a refused image (bad label, NaN/inf where labels count) changes nothing."""
+        ignore = ignore_index
+        if flat_l.dtype != np.uint8 or ignore_index in (ID_LABEL, OOD_LABEL) or not 0 <= ignore_index <= 255:
+            _check_labels(flat_l, ignore_index)
+            flat_l, ignore = np.where(flat_l == OOD_LABEL, 1, np.where(flat_l == ID_LABEL, 0, 2)).astype(np.uint8), 2
+        counts = self._scratch
+        if counts is None or counts.shape[0] != numba.get_num_threads():
+            counts = self._scratch = np.zeros((numba.get_num_threads(), 3, 1 << 16), np.int32)
+        else:
+            counts.fill(0)
+        if count_float16(np.ascontiguousarray(flat_s).view(np.uint16), np.ascontiguousarray(flat_l), ignore, counts):
+            _check_labels(flat_l, ignore_index)
+        if counts[:, :2, HALF_NONFINITE].any():
+            self._refuse(labels, scores, ignore_index)
+        if self._half is None:
+            self._half = np.zeros((2, 1 << 16), np.int64)
+        for thread in counts:
+            self._half += thread[:2]
+        self._total += int(counts[:, :2].sum())
+
+    def _half_by_key(self) -> np.ndarray:
+        """The float16 counts in score order (columns: float16 keys), -0.0 counted with +0.0 (equal scores)."""
+        half = np.zeros_like(self._half)
+        half[:, HALF_ORDER] = self._half
+        half[:, 0x8000] += half[:, 0x7FFF]
+        half[:, 0x7FFF] = 0
+        return half
+
+    def __getstate__(self) -> dict:
+        self._hist  # noqa: B018 - float16 counts join the key histogram, which pickles only its nonzero bins
+        return {**vars(self), "_scratch": None}
+
     @staticmethod
     def _refuse(labels: Any, scores: Any, ignore_index: int) -> None:
         """The ScoreError of an image with NaN/inf (or beyond float32) scores where labels count."""
@@ -180,7 +234,11 @@ class PixelMetricState:
         """Add another state (another image set, shard or process) in place; return self."""
         if type(other) is not type(self) or other.bits != self.bits:
             raise ValueError(f"cannot merge {other!r} into a {type(self).__name__} with bits={self.bits}")
-        self._add_entries(other._hist.entries())
+        if other._half is not None and other._keys.table_used <= 1:  # float16 counts alone: add them as they are
+            self._half = other._half.copy() if self._half is None else self._half + other._half
+            self._total += int(other._half.sum())
+        else:
+            self._add_entries(other._hist.entries())
         return self
 
     def _add_entries(self, entries: tuple) -> None:
@@ -202,6 +260,10 @@ class PixelMetricState:
         """auroc, ap, fpr95 (floats, NaN when undefined), num_pos, num_neg and resolution_bits (ints): the
         fewest key bits kept by a bin holding a positive and another pixel, the only bins whose width can
         change a metric (32: each is one float32 value, so the metrics are exact for the float32 scores)."""
+        if self._half is not None and self._keys.table_used <= 1 and self.bits >= 19:  # float16 counts alone: exact
+            neg, pos = self._half_by_key()[:, ::-1]
+            fp, at = np.cumsum(neg), np.flatnonzero(pos)
+            return {**summarize(pos[at], np.cumsum(pos[at]), fp[at], neg[at], int(fp[-1])), "resolution_bits": 32}
         at, pos, neg_at, fp, num_neg = self._hist.positive_bins()
         out = summarize(pos, np.cumsum(pos), fp, neg_at, num_neg)
         out["resolution_bits"] = self._resolution_bits(at, pos, neg_at)
@@ -315,13 +377,15 @@ def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL,
     """Pooled AUROC, AP, FPR95, num_pos, num_neg of one label/score array pair (e.g. a stacked split).
 
     ``exact=True`` sorts positives and negatives separately and counts negatives at or above each
-    distinct positive score by ``searchsorted``: equal to scikit-learn and ~25x faster (2e7 pixels, 2 cores).
+    distinct positive score by ``searchsorted``: equal to scikit-learn and ~70x faster (1e7 pixels, 2 cores);
+    float16 scores are counted per value by ``PixelMetricState`` instead, also exact and ~5x faster again.
     ``exact=False`` uses ``PixelMetricState`` (bounded memory; its result adds ``resolution_bits``).
     """
-    if not exact:
+    if not exact or np.asarray(scores).dtype == np.float16:  # float16: the state's counts are exact, and faster
         state = PixelMetricState()
         state.update(labels, scores, ignore_index=ignore_index)
-        return state.compute()
+        out = state.compute()
+        return out if not exact else {k: out[k] for k in ("auroc", "ap", "fpr95", "num_pos", "num_neg")}
     pos, neg = finite_scores_by_class(labels, scores, ignore_index)
     if pos.size == 0:
         return summarize(pos, pos, pos, pos, neg.size)
