@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from tabulate import tabulate
 
 from . import __version__
 from .errors import OodbenchError
+from .commands.options import count, parse_options
 from .outputs import check_entry_name, check_output_dir
 
 PIXEL_ROWS = (("AUROC", "auroc"), ("AP", "ap"), ("FPR95", "fpr95"))
@@ -43,42 +44,6 @@ def results_table(record: dict) -> str:
     ds, meth = record["dataset"], record["method"]
     title = f"{meth['name']} on {ds['name']}/{ds['split']} ({ds['num_images']} images)"
     return title + "\n" + tabulate(rows, headers=["metric", "value"], tablefmt="github")
-
-
-def count(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum`` (e.g. --seed 0.., --batch-size 1..)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}, the smallest value it takes")
-        return value
-
-    parse.__name__ = f"whole number >= {minimum}"
-    return parse
-
-
-def parse_options(pairs: Sequence[str]) -> dict:
-    """``KEY=VALUE`` strings -> dict; integers and true/false/none become Python values."""
-    options = {}
-    for kv in pairs:
-        if "=" not in kv:
-            raise OodbenchError(f"option {kv!r}: write KEY=VALUE, e.g. mapping=metaood")
-        key, value = kv.split("=", 1)
-        low = value.lower()
-        if low in ("true", "false"):
-            options[key] = low == "true"
-        elif low == "none":
-            options[key] = None
-        else:
-            try:
-                options[key] = int(value)
-            except ValueError:
-                options[key] = value
-    return options
 
 
 def _print_result(record: dict, path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.base import IGNORE_LABEL, Dataset
+from .data.base import Dataset
+from .labels import IGNORE_LABEL
 from .errors import OodbenchError
 from .methods import Method
 from .prepare import prepare  # the run's own set-up and score-cache keys: show reads what run wrote

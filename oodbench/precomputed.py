@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data.base import IGNORE_LABEL, FolderEntries, SkippedFileWarning, list_folder
+from .data.base import FolderEntries, SkippedFileWarning, list_folder
+from .labels import IGNORE_LABEL
 from .errors import DatasetError, ScoreError
 from .methods.base import Method, MethodOutput
 

@@ -18,7 +18,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self.group = group
         self._items: dict[str, Callable[..., T]] = {}
+        self._resolvers: list[Callable[[str, set[str]], Callable[..., T] | None]] = []
         self._plugins_loaded = False
+
+    def add_resolver(self, resolver: Callable[[str, set[str]], Callable[..., T] | None]) -> None:
+        """Answer names nobody registered (e.g. a family of names built on demand): ``resolver(name, known)``
+        returns a factory, or None to pass. Modules that define things hook themselves in; the registry imports
+        none of them."""
+        self._resolvers.append(resolver)
 
     def register(self, name: str | None = None, *, overwrite: bool = False) -> Callable:
         """Decorator: ``@REGISTRY.register("name")`` or ``@REGISTRY.register()`` (uses ``__name__``)."""
@@ -58,6 +65,10 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             known = self.names()
+            for resolver in self._resolvers:
+                factory = resolver(name, known)
+                if factory is not None:
+                    return factory
             close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownNameError(

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from scipy import ndimage
 
-from .data.base import IGNORE_LABEL, OOD_LABEL
+from .labels import IGNORE_LABEL, OOD_LABEL
 from .files import atomic_write
 from .panel import PanelData, PanelSegments
 

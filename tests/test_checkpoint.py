@@ -81,12 +81,12 @@ def test_a_cached_checkpoint_is_hashed_once_until_it_changes(model, tmp_path, mo
     """oodbench's own download cache takes the sha256 from the sidecar (keyed on size, mtime, ctime and inode): a
     multi-GB file is not re-read every run, and a file copied over it, even with its mtime kept, is hashed again.
     A user's own file is hashed on every load and gets no sidecar."""
-    from oodbench.models import download
+    from oodbench.models import hashing
 
     path = tmp_path / "m.pt"
     torch.save(model.state_dict(), path)
     calls = []
-    monkeypatch.setattr(download, "sha256_file", lambda p: calls.append(p) or sha256_file(p))
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(p) or sha256_file(p))
 
     def load(cached=True):
         return load_into(create_model("tiny_deeplab", num_classes=19, width=8), path, cached_hash=cached)["sha256"]

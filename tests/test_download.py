@@ -14,7 +14,7 @@ import pytest
 
 from oodbench import fetch
 from oodbench.errors import CheckpointError, OodbenchError
-from oodbench.models import download
+from oodbench.models import hashing
 from oodbench.models.download import (UnverifiedCheckpointWarning, default_cache_dir, fetch_checkpoint,
                                       resolve_checkpoint, sha256_of)
 
@@ -72,7 +72,7 @@ def test_cache_is_reused_without_reading_source_or_rehashing(source, cache, tmp_
     url = source(V1)
     first = fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False)
     (tmp_path / "server" / "model.pth").unlink()
-    monkeypatch.setattr(download, "sha256_file", lambda p: pytest.fail("re-hashed an unchanged file"))
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: pytest.fail("re-hashed an unchanged file"))
     assert fetch_checkpoint(url, digest(V1), cache_dir=cache, progress=False) == first
     assert sha256_of(first) == digest(V1)
 

@@ -1,12 +1,11 @@
-"""Subcommands beyond run/evaluate/list/data: each module's ``register(sub)`` adds its parser to the CLI."""
+"""Subcommands beyond run/evaluate/data: each module's ``register(sub)`` adds its parser to the CLI; shared option
+types live in ``options``. No command imports the command line."""
 from __future__ import annotations
-
-import importlib
-
-COMMANDS = ("list", "train", "leaderboard", "validate_plugin", "show", "compare", "paper", "download")
 
 
 def register_all(sub) -> None:
-    """Add every command module's subparser to ``sub`` (an argparse subparsers object)."""
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub)
+    """Add every command module's subparser to ``sub`` (an argparse subparsers object), in the help's order."""
+    from . import compare, download, leaderboard, list, paper, show, train, validate_plugin
+
+    for module in (list, train, leaderboard, validate_plugin, show, compare, paper, download):
+        module.register(sub)

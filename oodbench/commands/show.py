@@ -6,7 +6,7 @@ import argparse
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..cli import parse_options  # lazily: cli imports the command modules
+    from .options import parse_options
     from ..panel import panel_data
     from ..visualize import default_panel_path, render_panel
 
@@ -27,7 +27,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     """Add ``show`` to an argparse subparsers object."""
-    from ..cli import count  # lazily: cli imports the command modules
+    from .options import count
     s = sub.add_parser("show", help="draw one image's panel: image, ground truth, score heatmap and, for meta "
                                     "methods, the segments before/after meta classification (PNG)")
     s.add_argument("--method", required=True, help="registered method, e.g. entmax_meta")

@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..errors import OodbenchError
-from ..cli import parse_options
+from .options import parse_options
 
 TRAIN_FIELDS = ("data_root", "proxy_dataset", "proxy_root", "proxy_mode", "proxy_fraction", "model", "init", "epochs",
                 "lr", "batch_size", "crop", "lam", "workers", "device", "log_every", "save_every", "val_every",

@@ -18,9 +18,9 @@ from PIL import Image
 
 from ..errors import DatasetError
 from ..registry import Registry
+from ..labels import ID_LABEL, IGNORE_LABEL, OOD_LABEL  # noqa: F401  (re-exported for loaders)
 from .registry import DatasetRegistry
 
-ID_LABEL, OOD_LABEL, IGNORE_LABEL = 0, 1, 255
 
 DATASETS: Registry["Dataset"] = DatasetRegistry("dataset", "oodbench.datasets")
 register_dataset = DATASETS.register

@@ -79,6 +79,9 @@ class MethodRegistry(Registry[Method]):
     def __init__(self):
         super().__init__("method", "oodbench.methods")
         self._meta_capable: set[str] = set()
+        # Set by the modules that define them (``model_score``, ``meta``), so this registry imports neither.
+        self.score_method: Callable[..., Method] | None = None  # (score name, **kw) -> a baseline-model method
+        self.meta_stage: Callable[[Method], Method] | None = None  # method -> the method with the meta stage
 
     def register(self, name: str | None = None, *, overwrite: bool = False, meta: bool | None = None) -> Callable:
         """``meta``: derive ``<name>_meta``; by default when the factory says ``provides_probs``."""
@@ -110,18 +113,14 @@ class MethodRegistry(Registry[Method]):
     def _base_factory(self, name: str) -> Callable[..., Method]:
         if name in self._items:
             return self._items[name]
-        from .model_score import baseline_score_method
-
-        return lambda **kw: baseline_score_method(name, **kw)
+        return lambda **kw: self.score_method(name, **kw)
 
     def get(self, name: str) -> Callable[..., Method]:
         self.load_plugins()
         base = self._derived().get(name)
         if base is not None:
-            from .meta import with_meta_stage
-
             factory = self._base_factory(base)
-            return lambda **kw: with_meta_stage(factory(**kw))
+            return lambda **kw: self.meta_stage(factory(**kw))
         if name in self._score_methods():
             return self._base_factory(name)
         return super().get(name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 
-from .base import META_SUFFIX, PAPER_ENTROPY_THRESHOLD, Method, SegmentStage
+from .base import META_SUFFIX, METHODS, PAPER_ENTROPY_THRESHOLD, Method, SegmentStage
 
 
 def with_meta_stage(method: Method) -> Method:
@@ -20,3 +20,6 @@ def with_meta_stage(method: Method) -> Method:
         meta.segment_stage = SegmentStage(threshold=None, calibrate_tpr=0.95)
         meta.calibration_split = "val"
     return meta
+
+
+METHODS.meta_stage = with_meta_stage

@@ -14,7 +14,7 @@ from torch import nn
 from ..errors import CheckpointError, OodbenchError
 from ..models.network_cards import InferenceProtocol, NetworkCard, load_network_card
 from ..scores import SCORES
-from .base import Method, MethodOutput, register_method
+from .base import METHODS, Method, MethodOutput, register_method
 from .cards import card_network, load_method_card
 
 
@@ -194,3 +194,6 @@ def baseline_score_method(score: str, **kwargs: Any) -> ModelScoreMethod:
 
 
 register_method("entmax", meta=True)(entmax_method)
+
+
+METHODS.score_method = baseline_score_method

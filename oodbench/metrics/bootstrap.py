@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data.base import IGNORE_LABEL
+from ..labels import IGNORE_LABEL
 from ..errors import ScoreError
 from .components import TAUS, FrameComponents
 from .score_keys import float16_histogram
-from .pixel import scores_by_class
+from .pixel_inputs import scores_by_class
 
 __all__ = ["BootstrapCollector", "METHOD"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.base import IGNORE_LABEL, OOD_LABEL
+from ..labels import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from ..segments.components import label_components
 from .component_kernels import roi_counts

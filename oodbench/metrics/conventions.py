@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data.base import IGNORE_LABEL, OOD_LABEL
+from ..labels import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from ..registry import Registry
-from .pixel import PixelMetricState, finite_scores_by_class, summarize
+from .curves import fpr95_interpolated, fpr95_nearest, fpr95_strict, summarize, trapezoid_ap
+from .pixel import PixelMetricState
+from .pixel_inputs import finite_scores_by_class
 
 __all__ = ["CONVENTIONS", "ConventionState", "convention_from_state_dict", "create_convention", "list_conventions"]
 
@@ -39,7 +41,7 @@ def convention_from_state_dict(d: dict) -> "ConventionState":
     return CONVENTIONS.get(str(d["convention"])).from_state_dict(d)
 
 
-# ---- validation and curve rules shared by the conventions -------------------------------------------
+# ---- validation shared by the conventions (their curve rules: ``curves``) -----------------------------
 
 
 def as_float16(part: np.ndarray, what: str) -> np.ndarray:
@@ -53,50 +55,6 @@ def as_float16(part: np.ndarray, what: str) -> np.ndarray:
             "rescale the scores into float16 range (e.g. probabilities) or use another convention"
         )
     return half
-
-
-def trapezoid(x: np.ndarray, y: np.ndarray) -> float:
-    return float((np.diff(x) * (y[1:] + y[:-1]) / 2.0).sum())
-
-
-def roc_points(tp: np.ndarray, fp: np.ndarray, drop_intermediate: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(fpr, tpr) as ``sklearn.metrics.roc_curve`` builds them from cumulative counts per threshold:
-    collinear interior points dropped when asked, then the (0, 0) start added."""
-    tp, fp = tp.astype(np.float64), fp.astype(np.float64)
-    if drop_intermediate and tp.size > 2:
-        keep = np.r_[True, (np.diff(fp, 2) != 0) | (np.diff(tp, 2) != 0), True]
-        tp, fp = tp[keep], fp[keep]
-    tp, fp = np.r_[0.0, tp], np.r_[0.0, fp]
-    return fp / fp[-1], tp / tp[-1]
-
-
-def trapezoid_ap(tp: np.ndarray, fp: np.ndarray) -> float:
-    """Trapezoid area under ``sklearn.metrics.precision_recall_curve``: its points up to the first
-    threshold of full recall, plus its (recall 0, precision 1) end."""
-    last = int(np.searchsorted(tp, tp[-1])) + 1
-    tp, fp = tp[:last].astype(np.float64), fp[:last].astype(np.float64)
-    return trapezoid(np.r_[0.0, tp / tp[-1]], np.r_[1.0, tp / (tp + fp)])
-
-
-def _fpr95_nearest(tp: np.ndarray, fp: np.ndarray) -> float:
-    """PEBAL's ``fpr_and_fdr_at_recall``: thresholds up to the first full recall, the one whose recall is
-    nearest 0.95 (argmin over them in ascending-threshold order, so ties go to the lower threshold)."""
-    last = int(np.searchsorted(tp, tp[-1]))
-    distance = np.abs(tp[: last + 1] / tp[-1] - 0.95)
-    k = last - int(np.argmin(distance[::-1]))
-    return float(fp[k] / fp[-1])
-
-
-def _fpr95_strict(tp: np.ndarray, fp: np.ndarray) -> float:
-    """RbA / DenseHybrid ``calculate_auroc``: first point of ``roc_curve`` (dropped points gone) with TPR > 0.95."""
-    fpr, tpr = roc_points(tp, fp, drop_intermediate=True)
-    return float(fpr[np.argmax(tpr > 0.95)])
-
-
-def _fpr95_interpolated(tp: np.ndarray, fp: np.ndarray) -> float:
-    """``ood_metrics.fpr_at_95_tpr`` (Mask2Anomaly): ``np.interp(0.95, tpr, fpr)`` on ``roc_curve``."""
-    fpr, tpr = roc_points(tp, fp, drop_intermediate=True)
-    return float(np.interp(0.95, tpr, fpr))
 
 
 # ---- the states ---------------------------------------------------------------------------------------
@@ -245,7 +203,7 @@ class FPR95NearestState(_PooledState):
     _KEYS = ("fpr95",)
 
     def _rule(self, pos, neg, tp, fp):
-        return {"fpr95": _fpr95_nearest(tp, fp)}
+        return {"fpr95": fpr95_nearest(tp, fp)}
 
 
 @CONVENTIONS.register("fpr95_strict")
@@ -256,7 +214,7 @@ class FPR95StrictState(_PooledState):
     _KEYS = ("fpr95",)
 
     def _rule(self, pos, neg, tp, fp):
-        return {"fpr95": _fpr95_strict(tp, fp)}
+        return {"fpr95": fpr95_strict(tp, fp)}
 
 
 @CONVENTIONS.register("fpr95_interpolated")
@@ -279,7 +237,7 @@ class FPR95InterpolatedState(_PooledState):
         self.num_frames += 1
 
     def _rule(self, pos, neg, tp, fp):
-        return {**summarize(pos, tp, fp, neg, int(fp[-1])), "fpr95": _fpr95_interpolated(tp, fp)}
+        return {**summarize(pos, tp, fp, neg, int(fp[-1])), "fpr95": fpr95_interpolated(tp, fp)}
 
     def share(self, pixel: PixelMetricState) -> bool:
         return False  # it skips frames without OoD pixels, so its counts are not the record's
@@ -299,6 +257,3 @@ class FPR95InterpolatedState(_PooledState):
     def _load(self, d: dict) -> None:
         super()._load(d)
         self.num_frames, self.num_frames_skipped = int(d["num_frames"]), int(d["num_frames_skipped"])
-
-
-from . import conventions_states  # noqa: E402,F401  (registers float16, per_image, hist100, smiyc768)

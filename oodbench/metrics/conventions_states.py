@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data.base import IGNORE_LABEL
+from ..labels import IGNORE_LABEL
 from ..errors import OodbenchError, ScoreError
-from .conventions import CONVENTIONS, NAN, ConventionState, as_float16, roc_points, trapezoid, trapezoid_ap
+from .conventions import CONVENTIONS, NAN, ConventionState, as_float16
+from .curves import roc_points, summarize, trapezoid, trapezoid_ap
 from .score_keys import float16_histogram
-from .pixel import finite_scores_by_class, summarize
+from .pixel_inputs import finite_scores_by_class
 
 __all__ = ["Float16State", "Hist100State", "PerImageState", "Smiyc768State"]
 

@@ -15,106 +15,13 @@ from typing import Any
 import numba
 import numpy as np
 
-from ..data.base import ID_LABEL, IGNORE_LABEL, OOD_LABEL
-from ..errors import LabelError, ScoreError
+from ..labels import ID_LABEL, IGNORE_LABEL, OOD_LABEL
+from .curves import first_reaching, summarize
+from .pixel_inputs import _check_labels, _flat_pair, finite_scores_by_class, on_device, raise_nonfinite
 from .key_hist import KeyHistogram
 from .score_keys import HALF_NONFINITE, HALF_ORDER, count_float16, half_as_monotone_keys
 
-__all__ = ["PixelMetricState", "pixel_metrics"]
-
-
-def on_device(scores: Any) -> bool:
-    """Whether ``scores`` is a torch tensor outside host memory (e.g. on a GPU): counted where it is."""
-    return hasattr(scores, "detach") and getattr(scores, "device", None) is not None and scores.device.type != "cpu"
-
-
-def _flat_pair(labels: Any, scores: Any) -> tuple[np.ndarray, Any]:
-    """Labels and scores as flat arrays (device tensors stay where they are) of one shape, or a ScoreError that
-    names the fix."""
-    labels = np.asarray(labels)
-    scores = scores.detach() if on_device(scores) else np.asarray(scores)
-    if labels.shape != tuple(scores.shape):
-        raise ScoreError(
-            f"labels shape {labels.shape} != scores shape {scores.shape}: compute the score map at "
-            "label resolution (resize the scores, never the labels)"
-        )
-    return labels.reshape(-1), scores.reshape(-1)
-
-
-def _check_labels(flat_l: np.ndarray, ignore_index: int) -> tuple[int, int]:
-    """(number of OoD, number of in-distribution pixels); LabelError if any label is none of the three."""
-    n_pos, n_neg = int(np.count_nonzero(flat_l == OOD_LABEL)), int(np.count_nonzero(flat_l == ID_LABEL))
-    if n_pos + n_neg + int(np.count_nonzero(flat_l == ignore_index)) != flat_l.size:
-        bad = (flat_l != OOD_LABEL) & (flat_l != ID_LABEL) & (flat_l != ignore_index)
-        values = np.unique(flat_l[bad])
-        raise LabelError(
-            f"labels hold {int(np.count_nonzero(bad))} pixel(s) with values {values[:10].tolist()}"
-            f"{' ...' if values.size > 10 else ''}; expected {ID_LABEL} (in-distribution), {OOD_LABEL} "
-            f"(OoD) or {ignore_index} (ignore): map the dataset's labels to this encoding first"
-        )
-    return n_pos, n_neg
-
-
-def scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one labelled score map and return the scores of its positive and negative pixels."""
-    flat_l, flat_s = _flat_pair(labels, scores)
-    _check_labels(flat_l, ignore_index)
-    is_pos, is_neg = flat_l == OOD_LABEL, flat_l == ID_LABEL
-    if not np.issubdtype(flat_s.dtype, np.floating):
-        flat_s = flat_s.astype(np.float64)
-    elif flat_s.dtype == np.float16:
-        flat_s = flat_s.astype(np.float32)
-    return flat_s[is_pos], flat_s[is_neg]
-
-
-def finite_scores_by_class(labels: Any, scores: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
-    """``scores_by_class``, refusing NaN/inf scores of labelled pixels with a ScoreError that locates them."""
-    pos, neg = scores_by_class(labels, scores, ignore_index)
-    with np.errstate(over="ignore", invalid="ignore"):
-        # A non-finite sum is the cheap screen; overflow of finite values is re-checked exactly.
-        if not (np.isfinite(pos.sum()) and np.isfinite(neg.sum())):
-            if not (np.isfinite(pos).all() and np.isfinite(neg).all()):
-                raise_nonfinite(labels, scores, ignore_index, float32=False)
-    return pos, neg
-
-
-def raise_nonfinite(labels: Any, scores: Any, ignore_index: int, float32: bool) -> None:
-    """Slow path, only on error: count and locate the offending pixels."""
-    labels, scores = np.asarray(labels), np.asarray(scores)
-    with np.errstate(over="ignore"):
-        cast = scores.astype(np.float32) if float32 else scores
-    bad = ~np.isfinite(cast) & (labels != ignore_index)
-    what = "NaN/inf (or beyond float32 range)" if float32 else "NaN/inf"
-    first = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), bad.shape)
-    raise ScoreError(
-        f"{int(np.count_nonzero(bad))} non-ignored pixel(s) have {what} scores, the first at index "
-        f"{tuple(int(i) for i in first)} (value {scores[first]}): fix the score function, or replace "
-        f"them (np.nan_to_num) or set those pixels' labels to ignore ({ignore_index})"
-    )
-
-
-def summarize(pos: np.ndarray, tp: np.ndarray, fp: np.ndarray, neg_at: np.ndarray, num_neg: int) -> dict:
-    """Metrics from per-threshold counts in descending score order: positives at the threshold,
-    positives >= it, negatives >= it, negatives at it (thresholds without positives may be left out)."""
-    num_pos = int(tp[-1]) if tp.size else 0
-    out = {"auroc": float("nan"), "ap": float("nan"), "fpr95": float("nan"),
-           "num_pos": num_pos, "num_neg": int(num_neg)}
-    if num_pos == 0:
-        return out
-    pos_f, tp_f, fp_f = pos.astype(np.float64), tp.astype(np.float64), fp.astype(np.float64)
-    out["ap"] = float((pos_f * (tp_f / (tp_f + fp_f))).sum() / num_pos)  # not np.dot: BLAS is slow here
-    if num_neg == 0:
-        return out
-    # Trapezoid AUROC = P(score_pos > score_neg) + P(tie) / 2 (Mann-Whitney).
-    below = num_neg - fp_f + 0.5 * neg_at.astype(np.float64)
-    out["auroc"] = float((pos_f * below).sum() / (float(num_pos) * num_neg))
-    out["fpr95"] = float(fp_f[_first_reaching(tp_f, num_pos, 0.95)] / num_neg)
-    return out
-
-
-def _first_reaching(tp: np.ndarray, num_pos: int, tpr: float) -> int:
-    """Index of the first threshold whose TPR (computed as scikit-learn does) is >= tpr."""
-    return int(np.argmax(tp / num_pos >= tpr))
+__all__ = ["PixelMetricState", "pixel_metrics", "summarize"]
 
 
 class PixelMetricState:
@@ -165,7 +72,7 @@ class PixelMetricState:
         """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32). float16 scores (the
         score cache's) are counted per float16 value in one compiled pass. Scores in a torch tensor on a GPU are
         counted on it: only the labels travel there (``device_counts``)."""
-        flat_l, flat_s = _flat_pair(labels, scores)
+        flat_l, flat_s = _flat_pair(labels, scores, on_device)  # this module's on_device (tests replace it)
         if isinstance(flat_s, np.ndarray) and flat_s.dtype == np.float16:
             return self._update_half(labels, scores, flat_l, flat_s, ignore_index)
         n_pos, n_neg = _check_labels(flat_l, ignore_index)
@@ -296,7 +203,7 @@ class PixelMetricState:
         if not at.size:
             return float("nan")
         tp = np.cumsum(pos)
-        return _as_float(int(self._hist.edges(at[[_first_reaching(tp, int(tp[-1]), tpr)]])[0]))
+        return _as_float(int(self._hist.edges(at[[first_reaching(tp, int(tp[-1]), tpr)]])[0]))
 
     def threshold_at_best_f1(self) -> tuple[float, float]:
         """(t, F1): the lower edge of the bin where pixel F1 of ``score >= t`` is largest (the first such bin

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.base import IGNORE_LABEL
+from ..labels import IGNORE_LABEL
 from .pixel import PixelMetricState
 
 try:

@@ -1,7 +1,6 @@
 """Safe checkpoint I/O: ``weights_only`` loading, strict key matching with a readable diff, sha256."""
 from __future__ import annotations
 
-import hashlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..files import atomic_write
+from .hashing import sha256_file, sha256_of
 
 # Harmless non-tensor types found in published checkpoints (numpy scalars in training metadata).
 try:
@@ -20,14 +20,6 @@ try:
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import scalar as _np_scalar
 SAFE_GLOBALS = [_np_scalar, np.dtype] + [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool")]
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_checkpoint(state_dict: Mapping[str, torch.Tensor], path: str | Path, meta: dict[str, Any] | None = None) -> str:
@@ -98,8 +90,4 @@ def load_into(model: nn.Module, path: str | Path, cached_hash: bool = False) -> 
         raise CheckpointError(f"{path}: checkpoint does not match {type(model).__name__}: " + "; ".join(parts)
                               + ". Check that the checkpoint belongs to this model and class count")
     model.load_state_dict(sd, strict=True)
-    if not cached_hash:
-        return {**meta, "sha256": sha256_file(path)}
-    from .download import sha256_of
-
-    return {**meta, "sha256": sha256_of(path)}
+    return {**meta, "sha256": sha256_of(path) if cached_hash else sha256_file(path)}

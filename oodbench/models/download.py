@@ -6,8 +6,6 @@ when it is unchanged since this same URL delivered it (see :func:`fetch_checkpoi
 """
 from __future__ import annotations
 
-import json
-import os
 import urllib.parse
 import warnings
 from pathlib import Path
@@ -15,8 +13,7 @@ from pathlib import Path
 from .. import paths
 from ..errors import CheckpointError
 from ..fetch import SCHEMES, fetch_url, normalize_digest
-from ..files import atomic_write
-from .checkpoint import sha256_file
+from .hashing import read_sidecar, sha256_of, write_sidecar
 
 __all__ = ["UnverifiedCheckpointWarning", "default_cache_dir", "fetch_checkpoint", "resolve_checkpoint", "sha256_of"]
 
@@ -28,47 +25,6 @@ class UnverifiedCheckpointWarning(UserWarning):
 def default_cache_dir() -> Path:
     """Where downloaded checkpoints live: ``<oodbench home>/checkpoints``."""
     return paths.home() / "checkpoints"
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _read_sidecar(path: Path) -> dict:
-    try:
-        rec = json.loads(_sidecar(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return rec if isinstance(rec, dict) and isinstance(rec.get("sha256"), str) else {}
-
-
-def _write_sidecar(path: Path, digest: str, st: os.stat_result, url: str | None) -> None:
-    """Best effort: the sidecar only saves re-hashing, so a read-only folder is not an error."""
-    rec = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
-    if url:
-        rec["url"] = url
-    try:
-        atomic_write(_sidecar(path), json.dumps(rec), sync=False)  # a lost sidecar only costs a re-hash
-    except OSError:
-        pass
-
-
-def sha256_of(path: str | Path) -> str:
-    """sha256 of ``path``, cached in ``<path>.sha256`` keyed on size, mtime, ctime and inode so a multi-GB
-    checkpoint is hashed once; a file replaced or copied over it (even with its mtime kept) is hashed again."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; download it or pass --checkpoint PATH")
-    st = path.stat()
-    rec = _read_sidecar(path)
-    if [rec.get(k) for k in ("size", "mtime_ns", "ctime_ns", "ino")] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                                                       st.st_ino]:
-        return rec["sha256"]
-    digest = sha256_file(path)
-    if path.stat().st_mtime_ns == st.st_mtime_ns:  # not rewritten while we hashed it
-        # The URL still describes the file only if its content is what was downloaded.
-        _write_sidecar(path, digest, st, rec.get("url") if rec.get("sha256") == digest else None)
-    return digest
 
 
 def _normalize_sha256(sha256: str | None) -> str | None:
@@ -94,7 +50,7 @@ def _download(url: str, dest: Path, expected: str | None, progress: bool, timeou
     actual = fetch_url(url, dest, sha256=expected, what="checkpoint", error=CheckpointError,
                        manual="download the file by hand and pass --checkpoint PATH", progress=progress,
                        timeout=timeout)
-    _write_sidecar(dest, actual, dest.stat(), url)
+    write_sidecar(dest, actual, dest.stat(), url)
     return actual
 
 
@@ -117,7 +73,7 @@ def fetch_checkpoint(url: str, sha256: str | None, *, cache_dir: str | Path | No
                               f"set $OODBENCH_HOME to a writable folder or pass --checkpoint PATH") from exc
     actual = None
     if dest.is_file():
-        recorded = _read_sidecar(dest)
+        recorded = read_sidecar(dest)
         actual = sha256_of(dest)
         if expected is not None and actual == expected:
             return dest

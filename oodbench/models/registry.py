@@ -9,29 +9,9 @@ unknown timm name raises ``UnknownNameError`` with close names from ``timm.list_
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
-from ..errors import UnknownNameError
 from ..registry import Registry
 
-TIMM_PREFIX = "deeplabv3plus_"
-
-
-class ModelRegistry(Registry):
-    """A Registry whose lookups fall back to the timm DeepLabV3+ factory for unregistered ``deeplabv3plus_*``."""
-
-    def get(self, name: str) -> Callable[..., Any]:
-        try:
-            return super().get(name)
-        except UnknownNameError:
-            if not name.startswith(TIMM_PREFIX):
-                raise
-        from .timm_deeplab import resolve  # lazy: timm is optional and heavy
-
-        return resolve(name, registered=self.names())
-
-
-MODELS: Registry = ModelRegistry("model", "oodbench.models")
+MODELS: Registry = Registry("model", "oodbench.models")  # timm_deeplab adds its resolver
 register_model = MODELS.register
 
 

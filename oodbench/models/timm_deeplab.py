@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, OodbenchError, UnknownNameError
-from .registry import TIMM_PREFIX
+from .registry import MODELS
 from .tiny_deeplab import IMAGENET_MEAN, IMAGENET_STD, conv_bn
+
+TIMM_PREFIX = "deeplabv3plus_"  # + a timm model name: DeepLabV3+ on that backbone
 
 INSTALL_HINT = 'pip install "oodbench[timm]"'
 
@@ -200,3 +202,11 @@ def resolve(name: str, registered: Iterable[str] = ()) -> Callable[..., DeepLabV
             f"Names {TIMM_PREFIX}<timm model> build DeepLabV3+ on any timm backbone; timm.list_models() lists them."
         )
     return functools.partial(timm_deeplab, backbone_name)
+
+
+def _resolve(name: str, known: set[str]) -> Callable[..., DeepLabV3Plus] | None:
+    """The model registry's resolver: ``deeplabv3plus_<timm model>`` names nobody registered."""
+    return resolve(name, registered=known) if name.startswith(TIMM_PREFIX) else None
+
+
+MODELS.add_resolver(_resolve)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from ..data.base import IGNORE_LABEL, OOD_LABEL
+from ..labels import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from .components import label_components
 from .features import feature_names, segment_features

@@ -1,0 +1,44 @@
+"""Option types shared by the subcommands: whole-number arguments and ``--option KEY=VALUE`` pairs (here, so that
+no command imports the command line)."""
+from __future__ import annotations
+
+import argparse
+from typing import Callable, Sequence
+
+from ..errors import OodbenchError
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (e.g. --seed 0.., --batch-size 1..)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}, the smallest value it takes")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def parse_options(pairs: Sequence[str]) -> dict:
+    """``KEY=VALUE`` strings -> dict; integers and true/false/none become Python values."""
+    options = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise OodbenchError(f"option {kv!r}: write KEY=VALUE, e.g. mapping=metaood")
+        key, value = kv.split("=", 1)
+        low = value.lower()
+        if low in ("true", "false"):
+            options[key] = low == "true"
+        elif low == "none":
+            options[key] = None
+        else:
+            try:
+                options[key] = int(value)
+            except ValueError:
+                options[key] = value
+    return options
