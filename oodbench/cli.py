@@ -56,7 +56,7 @@ def _print_result(record: dict, path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import parse_shard, run
+    from .evaluation.runner import parse_shard, run
     from .training.distributed import init_distributed, shutdown
 
     shard = parse_shard(getattr(args, "shard", None))
@@ -109,8 +109,8 @@ def add_metric_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .precomputed import PrecomputedScores
-    from .runner import run
+    from .evaluation.precomputed import PrecomputedScores
+    from .evaluation.runner import run
 
     if (args.dataset is None) == (args.labels is None):
         raise OodbenchError("give either --dataset NAME (with --data-root/--split) or --labels DIR (a folder of "

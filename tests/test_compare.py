@@ -14,7 +14,7 @@ from oodbench.errors import OodbenchError
 from oodbench.leaderboard.compare import METRICS, compare, parse_tolerances, read_baseline, record_key
 from oodbench.leaderboard.record import BENCHMARK_VERSION, seal, write_record
 from oodbench.leaderboard.validate import RecordError
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 
 from layout_files import write_red_scenes
 from red_method import Red

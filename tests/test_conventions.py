@@ -361,8 +361,8 @@ def test_pooled_conventions_of_a_run_read_the_record_state():
     import pickle
 
     from oodbench.data.base import Sample
-    from oodbench.scoring import Scored
-    from oodbench.states import EvaluationStates
+    from oodbench.evaluation.score_pass import Scored
+    from oodbench.evaluation.states import EvaluationStates
 
     names = ("canonical", "trapezoid_ap", "fpr95_interpolated", "float16")
     frames = make_frames(3)[1] + make_frames(4)[1]

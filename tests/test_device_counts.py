@@ -13,9 +13,9 @@ from oodbench.errors import ScoreError
 from oodbench.methods.base import Method, MethodOutput
 from oodbench.metrics import pixel
 from oodbench.metrics.pixel import PixelMetricState
-from oodbench.score_cache import ScoreCache
-from oodbench.scoring import Scored, score_pass
-from oodbench.states import EvaluationStates
+from oodbench.evaluation.score_cache import ScoreCache
+from oodbench.evaluation.score_pass import Scored, score_pass
+from oodbench.evaluation.states import EvaluationStates
 
 from pixel_reference import same_state
 from test_pixel_metrics import SmallState, family_map, random_case

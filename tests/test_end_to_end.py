@@ -10,7 +10,7 @@ from oodbench.cli import main
 from oodbench.errors import DatasetError, ScoreError
 from oodbench.leaderboard.record import BENCHMARK_VERSION
 from oodbench.methods import Method, MethodOutput
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 from oodbench.training.embedded import _load_cached, checkpoint_path
 
 

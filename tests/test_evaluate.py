@@ -7,7 +7,7 @@ from PIL import Image
 
 from oodbench.cli import main
 from oodbench.methods import Method, MethodOutput
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 
 from pixel_reference import assert_close, sklearn_metrics
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from oodbench.cli import main
-from oodbench.score_cache import FORMAT, BadCacheEntry, ScoreCache, ScoreCacheWarning, checksum
+from oodbench.evaluation.score_cache import FORMAT, BadCacheEntry, ScoreCache, ScoreCacheWarning, checksum
 from oodbench.segments.collector import ImageSegments
 
 RUN = ["--method", "entropy", "--quiet"]
@@ -147,11 +147,11 @@ def test_a_clean_cache_merges_to_the_clean_record(clean, tmp_path):
 
 
 def _no_record_and_no_model(tmp_path, capsys, monkeypatch) -> str:
-    import oodbench.scoring
+    import oodbench.evaluation.score_pass
 
     calls = []
-    predict = oodbench.scoring._predict
-    monkeypatch.setattr(oodbench.scoring, "_predict", lambda *a: calls.append(1) or predict(*a))
+    predict = oodbench.evaluation.score_pass._predict
+    monkeypatch.setattr(oodbench.evaluation.score_pass, "_predict", lambda *a: calls.append(1) or predict(*a))
     out = tmp_path / "records"
     capsys.readouterr()
     assert main(["run", *RUN, "--out", str(out)]) == 2

@@ -36,7 +36,7 @@ def _folder_split(tmp_path, labels):
 
 
 def test_output_and_name_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
-    import oodbench.runner as runner
+    import oodbench.evaluation.runner as runner
 
     called = []
     monkeypatch.setattr(runner, "prepare", lambda *a, **k: called.append(1))

@@ -156,7 +156,7 @@ def test_smiyc_layout_in_both_places_is_ambiguous(split, capsys, tmp_path):
 
 
 def test_stray_scores_of_a_registered_dataset_warn(tmp_path):
-    from oodbench.precomputed import PrecomputedScores
+    from oodbench.evaluation.precomputed import PrecomputedScores
 
     np.save(tmp_path / "a.npy", np.zeros(SHAPE, np.float32))
     np.save(tmp_path / "val_1.npy", np.zeros(SHAPE, np.float32))

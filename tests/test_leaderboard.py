@@ -285,7 +285,7 @@ def test_cli_bad_records_fail_or_are_skipped(store, tmp_path, capsys):
 
 
 def test_real_run_record_validates_and_renders(tmp_path):
-    from oodbench.runner import run  # imported here: spawned writers need not load torch
+    from oodbench.evaluation.runner import run  # imported here: spawned writers need not load torch
 
     from red_method import Red
 

@@ -13,7 +13,7 @@ from oodbench.data.cityscapes import CITYSCAPES_COUNTS, CityscapesDataset
 from oodbench.data.coco_proxy import CocoProxyDataset
 from oodbench.data.lostandfound import EMPTY_TEST_INDICES, LAF_COUNTS, LostAndFoundDataset
 from oodbench.errors import DatasetError
-from oodbench.scoring import score_pass
+from oodbench.evaluation.score_pass import score_pass
 
 from layout_files import random_rgb, write_png
 from real_layouts import LafObjectBlobs, write_laf

@@ -16,7 +16,7 @@ from oodbench.methods import cards, create_method
 from oodbench.methods.cards import card_network, list_method_cards, load_method_card
 from oodbench.models import network_cards
 from oodbench.models import create_model
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 
 from real_layouts import H, W, write_laf
 
@@ -116,7 +116,7 @@ def test_local_checkpoint_wins_and_is_recorded(tiny_cards, laf, tmp_path):
 def test_show_with_the_runs_checkpoint_reads_the_runs_maps(tiny_cards, laf, tmp_path, monkeypatch):
     """`show --checkpoint F` keys the score cache as `run --checkpoint F` did: the panel needs no model pass."""
     from oodbench.methods.model_score import ModelScoreMethod
-    from oodbench.panel import panel_data
+    from oodbench.show.panel import panel_data
 
     local, options = tmp_path / "mine.pth", {"expected": 2}
     published_checkpoint(local, "tiny_deeplab", seed=3)

@@ -136,7 +136,7 @@ def test_meta_stage_calibrates_on_the_only_split_and_says_so(tiny20, tmp_path, m
     """Road Anomaly has one split: an unbounded score's segment threshold (95 % pixel TPR) is fixed on it, recorded as
     such, and X_meta reads the maps X cached (no second model pass for the calibration)."""
     from oodbench.methods.model_score import ModelScoreMethod
-    from oodbench.runner import run
+    from oodbench.evaluation.runner import run
 
     data = write_roadanomaly(tmp_path / "ra")
     kwargs = dict(dataset="roadanomaly", data_root=data, dataset_options={"expected": 3}, progress=False,

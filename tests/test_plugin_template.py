@@ -15,7 +15,7 @@ import pytest
 import oodbench
 from oodbench.commands.validate_plugin import register
 from oodbench.methods import METHODS, Method, MethodOutput
-from oodbench.plugin_check import DEFAULT_IMAGES, FAIL, OK, QUICK_IMAGES, SKIP, WARN, validate_plugin
+from oodbench.evaluation.plugin_check import DEFAULT_IMAGES, FAIL, OK, QUICK_IMAGES, SKIP, WARN, validate_plugin
 from oodbench.training.embedded import ensure_model
 
 REPO = Path(oodbench.__file__).resolve().parents[1]

@@ -104,7 +104,7 @@ def test_shallow_fingerprint_shows_no_bar(bars, laf_copy):
 
 
 def test_run_deep_fingerprint_counts_every_frame(bars, tmp_path, capsys):
-    from oodbench.runner import run  # imported here: torch only for this test
+    from oodbench.evaluation.runner import run  # imported here: torch only for this test
 
     root = write_red_scenes(tmp_path / "red", 40, np.s_[20:28, 25:33], count=4)
     options = dict(dataset="folder", data_root=root, deep_fingerprint=True, score_cache=False, components=False)

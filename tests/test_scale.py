@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from oodbench.cli import main
 from oodbench.errors import OodbenchError, ScoreError
 from oodbench.methods import create_method
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 
 METHOD = "entmax_meta"
 
@@ -147,7 +147,7 @@ def test_torchrun_cli(plain, tmp_path):
 
 def test_an_edited_frame_is_scored_again(tmp_path):
     from oodbench.data import DATASETS
-    from oodbench.score_cache import ScoreCache
+    from oodbench.evaluation.score_cache import ScoreCache
 
     sample = DATASETS.create("synthetic", split="val")[0]
     cache = ScoreCache("k", tmp_path)
@@ -163,7 +163,7 @@ def test_an_edited_frame_is_scored_again(tmp_path):
 
 def test_a_frames_map_and_segments_share_one_file(tmp_path):
     """The meta stage's segments are read back only at the threshold they were formed at."""
-    from oodbench.score_cache import ScoreCache
+    from oodbench.evaluation.score_cache import ScoreCache
     from oodbench.segments.collector import ImageSegments
 
     rng = np.random.default_rng(0)
@@ -187,7 +187,7 @@ def test_oracle_pass_replays_held_frames_and_reads_only_the_rest(plain, tmp_path
     """Frames whose label and map fit the replay budget are not decoded again for the oracle pass; the others
     are read again with their cached maps. The record is the plain run's either way."""
     from oodbench.data.base import Dataset
-    from oodbench.replay import Replay
+    from oodbench.evaluation.replay import Replay
 
     reads = []
     getitem = Dataset.__getitem__
@@ -210,8 +210,8 @@ def test_without_a_score_cache_only_frames_not_held_are_written(uncached, tmp_pa
     """A run without a score cache writes scratch maps for the oracle pass only for the frames the replay cannot
     hold, reads only those again, and its record does not depend on how many it holds."""
     from oodbench.data.base import Dataset
-    from oodbench.replay import Replay
-    from oodbench.score_cache import ScoreCache
+    from oodbench.evaluation.replay import Replay
+    from oodbench.evaluation.score_cache import ScoreCache
 
     written, reads = [], []
     put, getitem = ScoreCache.put, Dataset.__getitem__
@@ -229,8 +229,8 @@ def test_without_a_score_cache_only_frames_not_held_are_written(uncached, tmp_pa
 def test_a_replayed_map_does_not_share_the_callers_buffer():
     """A method that reuses its output buffer cannot change the maps the second pass reads."""
     from oodbench.data.base import Sample
-    from oodbench.replay import Replay
-    from oodbench.scoring import Scored
+    from oodbench.evaluation.replay import Replay
+    from oodbench.evaluation.score_pass import Scored
 
     replay, buffer = Replay(), np.zeros((4, 4), np.float32)
     replay(Scored(Sample("f0", None, np.zeros((4, 4), np.uint8)), buffer))

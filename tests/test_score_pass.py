@@ -10,8 +10,8 @@ from oodbench.data.base import Sample
 from oodbench.errors import LabelError
 from oodbench.methods.base import Method, MethodOutput
 from oodbench.metrics.pixel import PixelMetricState
-from oodbench.score_cache import ScoreCache
-from oodbench.scoring import score_pass
+from oodbench.evaluation.score_cache import ScoreCache
+from oodbench.evaluation.score_pass import score_pass
 
 
 class Frames(list):

@@ -12,9 +12,9 @@ from PIL import Image
 from oodbench.commands.show import register
 from oodbench.errors import OodbenchError
 from oodbench.methods import METHODS, Method, MethodOutput, SegmentStage
-from oodbench.panel import panel_data
-from oodbench.runner import run
-from oodbench.visualize import (COLOURS, default_panel_path, figure_size, ground_truth_overlay, panel_names,
+from oodbench.show.panel import panel_data
+from oodbench.evaluation.runner import run
+from oodbench.show.visualize import (COLOURS, default_panel_path, figure_size, ground_truth_overlay, panel_names,
                                 render_panel)
 
 from layout_files import write_png

@@ -13,8 +13,8 @@ from oodbench.errors import OodbenchError
 from oodbench.methods import MethodOutput
 from oodbench.metrics.conventions import create_convention
 from oodbench.metrics.pixel import PixelMetricState
-from oodbench.runner import run
-from oodbench.thresholds import ThresholdPolicy
+from oodbench.evaluation.runner import run
+from oodbench.evaluation.thresholds import ThresholdPolicy
 
 from layout_files import write_png
 from red_method import Red

@@ -7,8 +7,8 @@ import argparse
 
 def cmd_show(args: argparse.Namespace) -> int:
     from .options import parse_options
-    from ..panel import panel_data
-    from ..visualize import default_panel_path, render_panel
+    from ..show.panel import panel_data
+    from ..show.visualize import default_panel_path, render_panel
 
     data = panel_data(args.method, dataset=args.dataset, image_id=args.id, split=args.split,
                       data_root=args.data_root, seed=args.seed, batch_size=args.batch_size,

@@ -17,7 +17,7 @@ def _emoji_ok(stream) -> bool:
 
 
 def cmd_validate_plugin(args: argparse.Namespace) -> int:
-    from ..plugin_check import validate_plugin  # lazy: the other subcommands need not import torch
+    from ..evaluation.plugin_check import validate_plugin  # lazy: the other subcommands need not import torch
 
     report = validate_plugin(args.name, images=args.images, batch_size=args.batch_size, seed=args.seed,
                              quick=args.quick, progress=not args.quiet)

@@ -13,7 +13,7 @@ from torch import nn
 from oodbench.data import DATASETS
 from oodbench.methods import Method, MethodOutput
 from oodbench.methods.meta import with_meta_stage
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 from oodbench.scores.functions import SCORES
 
 NUM_CLASSES = 19

@@ -14,7 +14,7 @@ import torch
 
 from oodbench.metrics.pixel import PixelMetricState
 from oodbench.models import create_model
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 
 from real_layouts import write_laf
 

@@ -14,7 +14,7 @@ import torch
 
 from oodbench.data import DATASETS
 from oodbench.methods import create_method
-from oodbench.runner import run
+from oodbench.evaluation.runner import run
 
 from realdata import REALDATA, ROAD_ANOMALY, espnetv2_weights, needs
 

@@ -27,7 +27,7 @@ def test_registered_with_its_meta_variant():
 
 
 def test_passes_oodbench_validate_plugin():
-    from oodbench.plugin_check import validate_plugin
+    from oodbench.evaluation.plugin_check import validate_plugin
 
     report = validate_plugin(NAME, quick=True)
     assert report.ok, report.render()

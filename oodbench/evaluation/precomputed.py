@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data.base import FolderEntries, SkippedFileWarning, list_folder
-from .labels import IGNORE_LABEL
-from .errors import DatasetError, ScoreError
-from .methods.base import Method, MethodOutput
+from ..data.base import FolderEntries, SkippedFileWarning, list_folder
+from ..labels import IGNORE_LABEL
+from ..errors import DatasetError, ScoreError
+from ..methods.base import Method, MethodOutput
 
 if TYPE_CHECKING:
-    from .data.base import Dataset, Sample
+    from ..data.base import Dataset, Sample
 
 NPZ_KEYS = ("scores", "value")
 HDF5_KEY = "value"

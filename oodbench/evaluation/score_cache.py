@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OodbenchError, ScoreError
-from .files import atomic_write
-from .paths import home
-from .segments.collector import ImageSegments
+from ..errors import OodbenchError, ScoreError
+from ..files import atomic_write
+from ..paths import home
+from ..segments.collector import ImageSegments
 
 STORAGE = "float16"  # what SegmentMeIfYouCan stores; records that use cached scores say so
 FORMAT = 4  # one <id>.npz per frame: the map, the meta stage's segments and a checksum of both (1: segments apart;
@@ -30,7 +30,7 @@ SEGMENT_FIELDS = ("features", "targets", "num_gt", "pairs", "threshold")
 def cache_key(method_config: dict[str, Any], checkpoint_sha256: str | None, dataset: str, split: str,
               fingerprint: str, options: dict[str, Any]) -> str:
     """sha256 over everything that determines the score maps (a changed checkpoint or data gives a new key)."""
-    from . import __version__
+    from .. import __version__
 
     blob = json.dumps({"method": method_config, "checkpoint": checkpoint_sha256, "dataset": dataset, "split": split,
                        "fingerprint": fingerprint, "options": options, "storage": STORAGE, "format": FORMAT,

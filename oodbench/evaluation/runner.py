@@ -9,19 +9,19 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from .data.base import Dataset, hashing_progress
-from .errors import OodbenchError
-from .outputs import check_output_dir
-from .leaderboard.record import make_record, write_record
-from .methods import Method
-from .metrics.bootstrap import BootstrapCollector
-from .metrics.components import ComponentMetricState
-from .metrics.conventions import create_convention
+from ..data.base import Dataset, hashing_progress
+from ..errors import OodbenchError
+from ..outputs import check_output_dir
+from ..leaderboard.record import make_record, write_record
+from ..methods import Method
+from ..metrics.bootstrap import BootstrapCollector
+from ..metrics.components import ComponentMetricState
+from ..metrics.conventions import create_convention
 from .prepare import prepare
 from .replay import Replay, second_pass
 from .score_cache import STORAGE, ScoreCache
-from .scoring import Shard, score_pass
-from .segments.collector import SegmentCollector
+from .score_pass import Shard, score_pass
+from ..segments.collector import SegmentCollector
 from .states import EvaluationStates, all_merged, world
 from .thresholds import ThresholdPolicy
 

@@ -9,11 +9,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .data.base import DATASETS, Sample
-from .leaderboard.digest import canonical_json
-from .leaderboard.record import json_safe
-from .methods.base import META_SUFFIX, METHODS, Method, MethodOutput
-from .scoring import batches as runner_batches
+from ..data.base import DATASETS, Sample
+from ..leaderboard.digest import canonical_json
+from ..leaderboard.record import json_safe
+from ..methods.base import META_SUFFIX, METHODS, Method, MethodOutput
+from .score_pass import batches as runner_batches
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 MARKS = {OK: "✅", WARN: "⚠️ ", FAIL: "❌", SKIP: "➖"}
@@ -174,7 +174,7 @@ def _check_scores(report: PluginReport, batches: list[list[Sample]], outs: list[
 
 def _check_direction(report: PluginReport, batches: list[list[Sample]], outs: list[MethodOutput]) -> None:
     """Higher = more OoD: the pooled AUROC on these images should beat chance."""
-    from .metrics.pixel import pixel_metrics
+    from ..metrics.pixel import pixel_metrics
 
     labels = np.concatenate([np.stack([s.label for s in b]).ravel() for b in batches])
     scores = np.concatenate([np.asarray(o.scores, dtype=np.float32).ravel() for o in outs])
@@ -197,7 +197,7 @@ def _check_probs(report: PluginReport, name: str, method: Method, batch: list[Sa
         report.add("probs", OK, title, f"none (provides_probs is False, so there is no {meta_name} variant)")
         return
     if probs is None:
-        from .methods.meta import with_meta_stage
+        from ..methods.meta import with_meta_stage
 
         where = f"{meta_name} (the method with a segment stage)"
         probs = _predict(report, with_meta_stage(method), batch, key="probs").probs

@@ -12,11 +12,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .data.base import Dataset, Sample
-from .errors import LabelError, ScoreError
-from .methods import Method, MethodOutput
+from ..data.base import Dataset, Sample
+from ..errors import LabelError, ScoreError
+from ..methods import Method, MethodOutput
 from .score_cache import BadCacheEntry, ScoreCache
-from .segments.collector import ImageSegments, image_segments
+from ..segments.collector import ImageSegments, image_segments
 
 
 @dataclass

@@ -6,9 +6,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data.base import Sample
+from ..data.base import Sample
 from .score_cache import ScoreCache
-from .scoring import Consumer, Part, Scored, consume, score_pass
+from .score_pass import Consumer, Part, Scored, consume, score_pass
 
 
 class Replay:

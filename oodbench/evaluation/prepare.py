@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .data.base import DATASETS, Dataset
-from .errors import OodbenchError, UnknownSplitError
-from .methods import Method, create_method
-from .metrics.pixel import PixelMetricState
+from ..data.base import DATASETS, Dataset
+from ..errors import OodbenchError, UnknownSplitError
+from ..methods import Method, create_method
+from ..metrics.pixel import PixelMetricState
 from .score_cache import ScoreCache, cache_key
-from .scoring import score_pass
+from .score_pass import score_pass
 
 
 def _create(name: str, seed: int, checkpoint: str | Path | None, network: str | None) -> Method:

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OodbenchError
-from .metrics.pixel import PixelMetricState
+from ..errors import OodbenchError
+from ..metrics.pixel import PixelMetricState
 
 RULES = ("best_f1", "tpr95")
 ORACLE_RULES = ("best_f1", "smiyc_code")  # smiyc_code: as road-anomaly-benchmark's code picks it

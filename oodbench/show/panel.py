@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from .data.base import Dataset
-from .labels import IGNORE_LABEL
-from .errors import OodbenchError
-from .methods import Method
-from .prepare import prepare  # the run's own set-up and score-cache keys: show reads what run wrote
-from .scoring import Scored, score_pass
-from .segments.collector import SegmentCollector, count_errors
-from .segments.features import form_segments
+from ..data.base import Dataset
+from ..labels import IGNORE_LABEL
+from ..errors import OodbenchError
+from ..methods import Method
+from ..evaluation.prepare import prepare  # the run's own set-up and score-cache keys: show reads what run wrote
+from ..evaluation.score_pass import Scored, score_pass
+from ..segments.collector import SegmentCollector, count_errors
+from ..segments.features import form_segments
 
 __all__ = ["PanelData", "PanelSegments", "find_index", "panel_data", "segment_map"]
 

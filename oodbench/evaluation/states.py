@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .metrics.bootstrap import BootstrapCollector
-from .metrics.components import ComponentMetricState
-from .metrics.conventions import ConventionState
-from .metrics.pixel import PixelMetricState
-from .scoring import Scored
-from .segments.collector import SegmentCollector
+from ..metrics.bootstrap import BootstrapCollector
+from ..metrics.components import ComponentMetricState
+from ..metrics.conventions import ConventionState
+from ..metrics.pixel import PixelMetricState
+from .score_pass import Scored
+from ..segments.collector import SegmentCollector
 
 
 @dataclass

@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from scipy import ndimage
 
-from .labels import IGNORE_LABEL, OOD_LABEL
-from .files import atomic_write
+from ..labels import IGNORE_LABEL, OOD_LABEL
+from ..files import atomic_write
 from .panel import PanelData, PanelSegments
 
 __all__ = ["COLOURS", "FIG_WIDTH", "default_panel_path", "figure_size", "panel_names", "render_panel",
