@@ -7,6 +7,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from ..data.base import Dataset, hashing_progress
@@ -78,15 +79,9 @@ def warn_outside_scores(threshold: float, pixel: Any, where: str) -> None:
                       f"component per frame; check the score's scale", stacklevel=2)
 
 
-def run(method: str | Method, dataset: str = "synthetic", split: str = "test", data_root: str | Path | None = None,
-        out_dir: str | Path | None = None, seed: int = 0, batch_size: int = 4, progress: bool = True,
-        dataset_options: dict[str, Any] | None = None, meta_protocol: str | None = None,
-        deep_fingerprint: bool = False, checkpoint: str | Path | None = None, network: str | None = None,
-        components: bool = True, threshold: str | float = "oracle", track: str | None = None,
-        bootstrap: int = 0, conventions: Sequence[str] = (), score_cache: bool = True,
-        cache_root: str | Path | None = None, shard: tuple[int, int] | None = None,
-        from_cache: bool = False) -> tuple[dict, Path | None]:
-    """Evaluate ``method`` on ``dataset/split``; write the record into ``out_dir`` (if given) only at the end.
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``run`` evaluates and how (the ``oodbench run`` options).
     ``meta_protocol`` overrides the meta stage's cross-validation ("grouped" by image, or "loo").
     ``deep_fingerprint``: the record's dataset fingerprint hashes file contents, not only names and sizes.
     ``checkpoint``: a local weights file for a model-based method, instead of its card's download.
@@ -98,108 +93,165 @@ def run(method: str | Method, dataset: str = "synthetic", split: str = "test", d
     ``score_cache``: keep float16 score maps (and meta-stage segments) under a content key, so an interrupted run
     resumes and a second pass skips the model; metrics are then computed on the float16 maps, as recorded.
     ``shard=(i, N)``: only score block i of N into the cache and return no record; ``from_cache`` then evaluates
-    the whole split from the cache without running the model (``oodbench merge``). Under torchrun each rank
-    scores its block and the states are merged across ranks; rank 0 writes the record."""
-    start = time.perf_counter()
-    if out_dir is not None and world()[0] == 0:
-        check_output_dir(out_dir, "--out")
-    policy = ThresholdPolicy.parse(threshold) if components else None
-    code_rule = policy is not None and policy.kind == "oracle" and policy.rule == "smiyc_code"
-    names = list(conventions) + (["smiyc768"] if code_rule else [])  # whose bins that rule reads
-    named = {name: create_convention(name) for name in dict.fromkeys(names)}
-    prep = prepare(method, dataset, split, data_root, dataset_options, seed, checkpoint, batch_size, progress,
-                   score_cache, cache_root, need_cache="sharded runs and merging" if shard or from_cache else "",
-                   network=network)
-    ds, m, method_info, opts = prep.ds, prep.method, prep.info, prep.options
-    setup_seconds = time.perf_counter() - start
-    scorer = None if from_cache else m
+    the whole split from the cache without running the model (``oodbench merge``)."""
 
-    stage = m.segment_stage
-    seg_threshold, val = prep.segment_threshold(from_cache)
-    calibration = None if val is None else {"target_tpr": stage.calibrate_tpr, "on_evaluated_split": val.split == ds.split,
-                                            **_split_info(val, deep_fingerprint, progress)}
-    comp_threshold, comp_extra = None, {}
-    if policy is not None and policy.kind != "oracle":
-        val_state = None
-        if policy.kind == "validation":
-            other, val_state = prep.pixel_pass(policy.split, "component threshold", from_cache)
-            comp_extra = {"validation": _split_info(other, deep_fingerprint, progress)}
-        comp_threshold = policy.choose(val_state)
+    dataset: str = "synthetic"
+    split: str = "test"
+    data_root: str | Path | None = None
+    out_dir: str | Path | None = None
+    seed: int = 0
+    batch_size: int = 4
+    progress: bool = True
+    dataset_options: dict[str, Any] | None = None
+    meta_protocol: str | None = None
+    deep_fingerprint: bool = False
+    checkpoint: str | Path | None = None
+    network: str | None = None
+    components: bool = True
+    threshold: str | float = "oracle"
+    track: str | None = None
+    bootstrap: int = 0
+    conventions: Sequence[str] = ()
+    score_cache: bool = True
+    cache_root: str | Path | None = None
+    shard: tuple[int, int] | None = None
+    from_cache: bool = False
 
-    if shard is not None and shard[1] > len(ds):
-        raise OodbenchError(f"--shard {shard[0]}/{shard[1]}: {dataset}/{split} has {len(ds)} images, so N can be at "
-                            f"most {len(ds)}")
-    cache = prep.cache(ds)
-    rank, size = world()
-    part = Shard(ds, *shard) if shard is not None else Shard(ds, rank, size) if size > 1 else ds
-    track = track or ds.component_track
-    oracle = policy is not None and policy.kind == "oracle"
-    states = EvaluationStates(
-        conventions=named, segments=SegmentCollector() if stage is not None else None,
-        components=ComponentMetricState.for_track(comp_threshold, track) if comp_threshold is not None else None,
-        bootstrap=BootstrapCollector() if bootstrap > 0 and not oracle else None)
+
+def run(method: str | Method, options: RunOptions | None = None, **changes: Any) -> tuple[dict, Path | None]:
+    """Evaluate ``method`` with ``options`` (or ``RunOptions`` fields as keywords); write the record into
+    ``out_dir`` (if given) only at the end. Under torchrun each rank scores its block and the states are merged
+    across ranks; rank 0 writes the record. A shard run returns what it scored and no record."""
+    o = replace(options or RunOptions(), **changes)
+    ev = _Evaluation(method, o)
     with tempfile.TemporaryDirectory(prefix="oodbench-scores-") as scratch:
-        # the oracle pass replays labels and maps held in memory, and reads the rest back from the cache (without
-        # one, from this run's own float32 maps of the frames not held) instead of running the model again
-        replay, spill = None, None
-        if oracle and shard is None:
-            spill = None if cache is not None else ScoreCache("pass", scratch, dtype="float32")
-            replay = Replay((cache or spill).dtype, spill)
-        consumers = [states.consume] + ([replay] if replay is not None else [])
-        model_seconds, cached = score_pass(scorer, part, batch_size, progress, f"{m.name} on {dataset}/{split}",
-                                           consumers, cache, seg_threshold)
-        if shard is None:
-            states = all_merged(states)
-            pixel = undefined_where_degenerate(states.pixel.compute(), f"{dataset}/{split}")
-            if policy is not None and policy.kind == "given":
-                warn_outside_scores(comp_threshold, states.pixel, f"{dataset}/{split}")
-            if oracle:
-                if code_rule:  # the reference's own pick, used as it uses it: components score > t
-                    comp_threshold, best_f1 = states.conventions["smiyc768"].code_best_f1_threshold()
-                    comp_threshold = policy.checked(comp_threshold)
-                else:
-                    edge, best_f1 = states.pixel.threshold_at_best_f1()
-                    comp_threshold = policy.below(edge)
-                comp_extra = {"pixel_f1": best_f1}
-                states.components = ComponentMetricState.for_track(comp_threshold, track)
-                states.bootstrap = BootstrapCollector() if bootstrap > 0 else None
-                second_pass(replay, part, batch_size, progress, "components at the oracle threshold",
-                            [states.consume_components], cache or spill)
-                states = all_merged(states, ("components", "bootstrap"))
-    if shard is not None:
-        return {"shard": list(shard), "num_images": len(part), "scored": len(part) - cached, "from_cache": cached,
-                "score_cache": cache.describe()}, None
-    metrics: dict[str, Any] = {"pixel": pixel, "curves": states.pixel.curves()}
-    if named:
-        metrics["conventions"] = {name: c.compute() for name, c in states.conventions.items()}
-    if states.components is not None:
-        metrics["components"] = {**states.components.compute(), "track": track,
-                                 "threshold_choice": policy.describe(comp_threshold, **comp_extra)}
-    if states.bootstrap is not None:
-        metrics["bootstrap"] = states.bootstrap.compute(n_resamples=bootstrap, seed=seed)
-    if states.segments is not None:
-        seg = states.segments.compute(protocol=meta_protocol or stage.protocol, n_splits=stage.n_splits, seed=seed,
-                                      progress=progress)
-        seg.update({"segment_threshold": float(seg_threshold),
-                    "threshold_source": "calibrated" if calibration else "fixed", "calibration": calibration})
-        metrics["segments"] = seg
-    described = ds.describe()
-    if deep_fingerprint:
-        described["fingerprint"] = _fingerprint(ds, True, progress)
-    described["fingerprint_kind"] = _fingerprint_kind(deep_fingerprint)
-    wall = time.perf_counter() - start
-    evaluation = wall - setup_seconds
-    record = make_record(
-        method={**m.config(), **method_info},
-        dataset={**described, "data_root": str(ds.root), "options": opts},
-        metrics=metrics,
-        cost={"wall_seconds": round(wall, 3), "setup_seconds": round(setup_seconds, 3),
-              "evaluation_seconds": round(evaluation, 3), "model_seconds": round(model_seconds, 3),
-              "images_per_second": round(len(ds) / max(evaluation, 1e-9), 3),
-              "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
-        extra={"seed": seed, "scores": {"storage": STORAGE if cache is not None else "float32",
-                                        "cache": cache.key if cache is not None else None,
-                                        "from_cache": cached, "processes": size}},
-    )
-    path = write_record(record, out_dir) if out_dir is not None and rank == 0 else None
-    return record, path
+        replay = ev.replay(scratch)
+        model_seconds, cached = score_pass(ev.scorer, ev.part, o.batch_size, o.progress, ev.title,
+                                           [ev.states.consume] + ([replay] if replay is not None else []),
+                                           ev.score_cache, ev.segment_threshold)
+        if o.shard is not None:
+            return ev.shard_summary(cached), None
+        ev.merge()
+        if replay is not None:
+            ev.oracle_pass(replay)
+    record = ev.record(model_seconds, cached)
+    return record, (write_record(record, o.out_dir) if o.out_dir is not None and ev.rank == 0 else None)
+
+
+class _Evaluation:
+    """One evaluation's set-up and the steps after its score pass: merging, the oracle pass, the record."""
+
+    def __init__(self, method: str | Method, o: RunOptions):
+        self.o, self.start = o, time.perf_counter()
+        if o.out_dir is not None and world()[0] == 0:
+            check_output_dir(o.out_dir, "--out")
+        self.policy = ThresholdPolicy.parse(o.threshold) if o.components else None
+        self.oracle = self.policy is not None and self.policy.kind == "oracle"
+        names = list(o.conventions) + (self.policy.needs_conventions() if self.policy else [])
+        self.named = {name: create_convention(name) for name in dict.fromkeys(names)}
+        self.prep = prepare(method, o.dataset, o.split, o.data_root, o.dataset_options, o.seed, o.checkpoint,
+                            o.batch_size, o.progress, o.score_cache, o.cache_root, network=o.network,
+                            need_cache="sharded runs and merging" if o.shard or o.from_cache else "")
+        self.ds, self.method = self.prep.ds, self.prep.method
+        self.setup_seconds = time.perf_counter() - self.start
+        self.scorer = None if o.from_cache else self.method
+        self.title = f"{self.method.name} on {o.dataset}/{o.split}"
+        self.segment_threshold, val = self.prep.segment_threshold(o.from_cache)
+        self.calibration = None if val is None else {
+            "target_tpr": self.method.segment_stage.calibrate_tpr, "on_evaluated_split": val.split == self.ds.split,
+            **_split_info(val, o.deep_fingerprint, o.progress)}
+        self.component_threshold, self.threshold_extra = self._fixed_component_threshold()
+        if o.shard is not None and o.shard[1] > len(self.ds):
+            raise OodbenchError(f"--shard {o.shard[0]}/{o.shard[1]}: {o.dataset}/{o.split} has {len(self.ds)} images, "
+                                f"so N can be at most {len(self.ds)}")
+        self.score_cache = self.prep.cache(self.ds)
+        self.rank, self.size = world()
+        self.part = (Shard(self.ds, *o.shard) if o.shard is not None else
+                     Shard(self.ds, self.rank, self.size) if self.size > 1 else self.ds)
+        self.track = o.track or self.ds.component_track
+        self.states = EvaluationStates(
+            conventions=self.named, segments=SegmentCollector() if self.method.segment_stage is not None else None,
+            components=(ComponentMetricState.for_track(self.component_threshold, self.track)
+                        if self.component_threshold is not None else None),
+            bootstrap=BootstrapCollector() if o.bootstrap > 0 and not self.oracle else None)
+
+    def _fixed_component_threshold(self) -> tuple[float | None, dict[str, Any]]:
+        """A given threshold, or one fixed on a validation split (scored first); None for the oracle or none."""
+        if self.policy is None or self.oracle:
+            return None, {}
+        if self.policy.kind != "validation":
+            return self.policy.choose(None), {}
+        other, state = self.prep.pixel_pass(self.policy.split, "component threshold", self.o.from_cache)
+        return self.policy.choose(state), {"validation": _split_info(other, self.o.deep_fingerprint, self.o.progress)}
+
+    def replay(self, scratch: str) -> Replay | None:
+        """The oracle pass replays labels and maps held in memory and reads the rest back from the cache (without
+        one, from this run's own float32 maps of the frames not held) instead of running the model again."""
+        if not self.oracle or self.o.shard is not None:
+            return None
+        self.spill = None if self.score_cache is not None else ScoreCache("pass", scratch, dtype="float32")
+        return Replay((self.score_cache or self.spill).dtype, self.spill)
+
+    def shard_summary(self, cached: int) -> dict[str, Any]:
+        return {"shard": list(self.o.shard), "num_images": len(self.part), "scored": len(self.part) - cached,
+                "from_cache": cached, "score_cache": self.score_cache.describe()}
+
+    def merge(self) -> None:
+        """The states of every process; the pooled pixel metrics (undefined where the split lacks a class)."""
+        self.states = all_merged(self.states)
+        where = f"{self.o.dataset}/{self.o.split}"
+        self.pixel = undefined_where_degenerate(self.states.pixel.compute(), where)
+        if self.policy is not None and self.policy.kind == "given":
+            warn_outside_scores(self.component_threshold, self.states.pixel, where)
+
+    def oracle_pass(self, replay: Replay) -> None:
+        """Components (and bootstrap) at the split's own best-F1 threshold, from the replayed maps."""
+        self.component_threshold, best_f1 = self.policy.oracle(self.states.pixel, self.states.conventions)
+        self.threshold_extra = {"pixel_f1": best_f1}
+        self.states.components = ComponentMetricState.for_track(self.component_threshold, self.track)
+        self.states.bootstrap = BootstrapCollector() if self.o.bootstrap > 0 else None
+        second_pass(replay, self.part, self.o.batch_size, self.o.progress, "components at the oracle threshold",
+                    [self.states.consume_components], self.score_cache or self.spill)
+        self.states = all_merged(self.states, ("components", "bootstrap"))
+
+    def metrics(self) -> dict[str, Any]:
+        o, states = self.o, self.states
+        metrics: dict[str, Any] = {"pixel": self.pixel, "curves": states.pixel.curves()}
+        if self.named:
+            metrics["conventions"] = {name: c.compute() for name, c in states.conventions.items()}
+        if states.components is not None:
+            metrics["components"] = {**states.components.compute(), "track": self.track, "threshold_choice":
+                                     self.policy.describe(self.component_threshold, **self.threshold_extra)}
+        if states.bootstrap is not None:
+            metrics["bootstrap"] = states.bootstrap.compute(n_resamples=o.bootstrap, seed=o.seed)
+        if states.segments is not None:
+            stage = self.method.segment_stage
+            seg = states.segments.compute(protocol=o.meta_protocol or stage.protocol, n_splits=stage.n_splits,
+                                          seed=o.seed, progress=o.progress)
+            seg.update({"segment_threshold": float(self.segment_threshold),
+                        "threshold_source": "calibrated" if self.calibration else "fixed",
+                        "calibration": self.calibration})
+            metrics["segments"] = seg
+        return metrics
+
+    def record(self, model_seconds: float, cached: int) -> dict[str, Any]:
+        o, ds, cache = self.o, self.ds, self.score_cache
+        metrics = self.metrics()
+        described = ds.describe()
+        if o.deep_fingerprint:
+            described["fingerprint"] = _fingerprint(ds, True, o.progress)
+        described["fingerprint_kind"] = _fingerprint_kind(o.deep_fingerprint)
+        wall = time.perf_counter() - self.start
+        evaluation = wall - self.setup_seconds
+        return make_record(
+            method={**self.method.config(), **self.prep.info},
+            dataset={**described, "data_root": str(ds.root), "options": self.prep.options},
+            metrics=metrics,
+            cost={"wall_seconds": round(wall, 3), "setup_seconds": round(self.setup_seconds, 3),
+                  "evaluation_seconds": round(evaluation, 3), "model_seconds": round(model_seconds, 3),
+                  "images_per_second": round(len(ds) / max(evaluation, 1e-9), 3),
+                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+            extra={"seed": o.seed, "scores": {"storage": STORAGE if cache is not None else "float32",
+                                              "cache": cache.key if cache is not None else None,
+                                              "from_cache": cached, "processes": self.size}},
+        )

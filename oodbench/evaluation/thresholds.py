@@ -62,6 +62,19 @@ class ThresholdPolicy:
             return self.below(state.threshold_at_tpr(0.95))
         return self.below(state.threshold_at_best_f1()[0])
 
+    def needs_conventions(self) -> list[str]:
+        """Conventions whose bins the rule reads (``smiyc_code``: smiyc768's), to be counted in the first pass."""
+        return ["smiyc768"] if self.kind == "oracle" and self.rule == "smiyc_code" else []
+
+    def oracle(self, pixel: PixelMetricState, conventions: dict[str, Any]) -> tuple[float, float]:
+        """(threshold, its pixel F1) on the evaluated split's states: best F1 of the pooled pixel state, or
+        (``smiyc_code``) the reference code's own pick on the smiyc768 bins, used as it uses it (score > t)."""
+        if self.rule == "smiyc_code":
+            threshold, best_f1 = conventions["smiyc768"].code_best_f1_threshold()
+            return self.checked(threshold), best_f1
+        edge, best_f1 = pixel.threshold_at_best_f1()
+        return self.below(edge), best_f1
+
     def below(self, edge: float) -> float:
         """The component threshold for a pixel state's lower bin ``edge``; a NaN edge (no OoD pixels) is refused."""
         edge = self.checked(edge)
