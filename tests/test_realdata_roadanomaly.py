@@ -45,14 +45,17 @@ def dataset():
     return DATASETS.create("roadanomaly", root=REALDATA, split="test")
 
 
-def tally(record: dict, dataset) -> dict:
-    """Exact pixel metrics of the run's cached float16 maps: per distinct score value, the OoD and in-distribution
-    pixel counts, handed to scikit-learn as sample weights (the same curves as over every pixel)."""
+def tally(record: dict, dataset, category: str | None = None) -> dict:
+    """Exact pixel metrics of the run's cached float16 maps (of one frame category, if given): per distinct score
+    value, the OoD and in-distribution pixel counts, handed to scikit-learn as sample weights (the same curves as
+    over every pixel)."""
     key = record["scores"]["cache"]
     folder = home() / "score_cache" / key[:2] / key
     pos = np.zeros(1 << 16, np.int64)
     neg = np.zeros(1 << 16, np.int64)
     for sample in dataset:
+        if category is not None and sample.meta["category"] != category:
+            continue
         with np.load(folder / f"{sample.id}.npz") as z:
             bits = z["score"].astype(np.float16).view(np.uint16).ravel()
         ood = sample.label.ravel() == 1
@@ -84,6 +87,19 @@ def test_metrics_equal_an_exact_tally_of_the_cached_maps(records, dataset):
         assert (pixel["num_pos"], pixel["num_neg"]) == (want["num_pos"], want["num_neg"]) == (5446413, 49849587)
         for k in ("ap", "auroc", "fpr95"):
             assert pixel[k] == pytest.approx(want[k], abs=1e-9), (score, k)
+
+
+@real
+def test_per_category_metrics_equal_a_tally_of_the_categorys_frames(records, dataset):
+    categories = records["maxlogit"]["metrics"]["categories"]
+    counts = {c: v["num_images"] for c, v in categories.items()}
+    assert counts == {"animals": 31, "cones": 8, "lost": 3, "obstacles": 15, "vehicle": 3}
+    for category, got in categories.items():
+        want = tally(records["maxlogit"], dataset, category)
+        assert (got["pixel"]["num_pos"], got["pixel"]["num_neg"]) == (want["num_pos"], want["num_neg"])
+        for k in ("ap", "auroc", "fpr95"):
+            assert got["pixel"][k] == pytest.approx(want[k], abs=1e-9), (category, k)
+    assert sum(v["pixel"]["num_pos"] for v in categories.values()) == 5446413
 
 
 @real

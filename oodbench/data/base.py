@@ -91,6 +91,11 @@ class Dataset(Sequence[Sample]):
         return None
 
     # -- public API -----------------------------------------------------------------------------
+    def category(self, sample_id: str) -> str | None:
+        """The frame's category for per-category results (e.g. Road Anomaly's ``animals``), or None where the
+        dataset names none; samples carry it in ``meta["category"]``."""
+        return None
+
     @property
     def ids(self) -> list[str]:
         return [f[2] for f in self.files]
@@ -111,8 +116,11 @@ class Dataset(Sequence[Sample]):
                 )
             label = self._encode_label(native, label_path)
             segment_label = self._segment_label(native, label)
-        return Sample(sample_id, image, label, {"dataset": self.name, "split": self.split, "label_kind": self.label_kind},
-                      segment_label)
+        meta = {"dataset": self.name, "split": self.split, "label_kind": self.label_kind}
+        category = self.category(sample_id)
+        if category is not None:
+            meta["category"] = category
+        return Sample(sample_id, image, label, meta, segment_label)
 
     def fingerprint(self, deep: bool = False) -> str:
         """sha256 over relative file names and sizes (``deep``: and each file's sha256), so different copies never mix."""

@@ -12,6 +12,7 @@ in ``road_anomaly/``) loads too.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,12 @@ class RoadAnomalyDataset(Dataset):
                 "preprocessed": "PEBAL's RoadAnomaly labels (0 background, 1 anomaly)"}[self.layout]
         check_values(native, NATIVE_VALUES[self.layout], path, what)
         return LUTS[self.layout][native]
+
+    def category(self, sample_id: str) -> str | None:
+        """The release names each frame after its kind of anomaly: animals (31 frames), obstacles (15), cones (8),
+        lost (3) and vehicle (3)."""
+        kind = re.match(r"[A-Za-z]+", sample_id)
+        return kind.group(0).lower() if kind else None
 
     def describe(self) -> dict:
         return {**super().describe(), "layout": self.layout}

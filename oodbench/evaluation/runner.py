@@ -18,6 +18,8 @@ from ..methods import Method
 from ..metrics.bootstrap import BootstrapCollector
 from ..metrics.components import ComponentMetricState
 from ..metrics.conventions import create_convention
+from ..metrics.pixel import PixelMetricState
+from .categories import PerCategory
 from .prepare import prepare
 from .replay import Replay, second_pass
 from .score_cache import STORAGE, ScoreCache
@@ -54,12 +56,12 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
-def undefined_where_degenerate(pixel: dict[str, Any], where: str) -> dict[str, Any]:
+def undefined_where_degenerate(pixel: dict[str, Any], where: str, refuse_empty: bool = True) -> dict[str, Any]:
     """Pixel metrics of a split without both classes are undefined (AP of an all-OoD split is a trivial 1): NaN
     (null in the record) with the reason, so such a record never ranks; a split without labelled pixels is an
-    error."""
+    error (unless not ``refuse_empty``: then undefined too, e.g. for one category)."""
     pos, neg = pixel["num_pos"], pixel["num_neg"]
-    if pos + neg == 0:
+    if pos + neg == 0 and refuse_empty:
         raise OodbenchError(f"{where}: every pixel is ignored (label 255), so there is nothing to evaluate; check that "
                             f"the labels use 0 (in-distribution) and 1 (OoD), or the dataset's mapping option")
     if pos and neg:
@@ -169,11 +171,19 @@ class _Evaluation:
         self.part = (Shard(self.ds, *o.shard) if o.shard is not None else
                      Shard(self.ds, self.rank, self.size) if self.size > 1 else self.ds)
         self.track = o.track or self.ds.component_track
+        self.categorized = type(self.ds).category is not Dataset.category
         self.states = EvaluationStates(
             conventions=self.named, segments=SegmentCollector() if self.method.segment_stage is not None else None,
             components=(ComponentMetricState.for_track(self.component_threshold, self.track)
                         if self.component_threshold is not None else None),
-            bootstrap=BootstrapCollector() if o.bootstrap > 0 and not self.oracle else None)
+            bootstrap=BootstrapCollector() if o.bootstrap > 0 and not self.oracle else None,
+            pixel_by_category=PerCategory(PixelMetricState) if self.categorized else None,
+            components_by_category=self._components_by_category())
+
+    def _components_by_category(self) -> PerCategory | None:
+        if not self.categorized or self.component_threshold is None:
+            return None
+        return PerCategory(lambda: ComponentMetricState.for_track(self.component_threshold, self.track))
 
     def _fixed_component_threshold(self) -> tuple[float | None, dict[str, Any]]:
         """A given threshold, or one fixed on a validation split (scored first); None for the oracle or none."""
@@ -209,10 +219,11 @@ class _Evaluation:
         self.component_threshold, best_f1 = self.policy.oracle(self.states.pixel, self.states.conventions)
         self.threshold_extra = {"pixel_f1": best_f1}
         self.states.components = ComponentMetricState.for_track(self.component_threshold, self.track)
+        self.states.components_by_category = self._components_by_category()
         self.states.bootstrap = BootstrapCollector() if self.o.bootstrap > 0 else None
         second_pass(replay, self.part, self.o.batch_size, self.o.progress, "components at the oracle threshold",
                     [self.states.consume_components], self.score_cache or self.spill)
-        self.states = all_merged(self.states, ("components", "bootstrap"))
+        self.states = all_merged(self.states, ("components", "bootstrap", "components_by_category"))
 
     def metrics(self) -> dict[str, Any]:
         o, states = self.o, self.states
@@ -224,6 +235,8 @@ class _Evaluation:
                                      self.policy.describe(self.component_threshold, **self.threshold_extra)}
         if states.bootstrap is not None:
             metrics["bootstrap"] = states.bootstrap.compute(n_resamples=o.bootstrap, seed=o.seed)
+        if states.pixel_by_category:
+            metrics["categories"] = self.categories()
         if states.segments is not None:
             stage = self.method.segment_stage
             seg = states.segments.compute(protocol=o.meta_protocol or stage.protocol, n_splits=stage.n_splits,
@@ -233,6 +246,18 @@ class _Evaluation:
                         "calibration": self.calibration})
             metrics["segments"] = seg
         return metrics
+
+    def categories(self) -> dict[str, Any]:
+        """Pixel metrics (and components at the split's threshold) per frame category."""
+        where = f"{self.o.dataset}/{self.o.split}"
+        pixel = self.states.pixel_by_category.compute(
+            lambda d, c: undefined_where_degenerate(d, f"{where} category {c!r}", refuse_empty=False))
+        out = {c: {"num_images": r.pop("num_images"), "pixel": r} for c, r in pixel.items()}
+        if self.states.components_by_category is not None:
+            for c, r in self.states.components_by_category.compute().items():
+                out[c]["components"] = {k: r[k] for k in ("siou", "ppv", "f1_mean", "num_gt_components",
+                                                          "num_pred_components")}
+        return out
 
     def record(self, model_seconds: float, cached: int) -> dict[str, Any]:
         o, ds, cache = self.o, self.ds, self.score_cache

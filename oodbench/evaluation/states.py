@@ -9,6 +9,7 @@ from ..metrics.bootstrap import BootstrapCollector
 from ..metrics.components import ComponentMetricState
 from ..metrics.conventions import ConventionState
 from ..metrics.pixel import PixelMetricState
+from .categories import PerCategory
 from .score_pass import Scored
 from ..segments.collector import SegmentCollector
 
@@ -22,6 +23,8 @@ class EvaluationStates:
     segments: SegmentCollector | None = None
     components: ComponentMetricState | None = None
     bootstrap: BootstrapCollector | None = None
+    pixel_by_category: PerCategory | None = None  # where the dataset names frame categories
+    components_by_category: PerCategory | None = None
 
     def __post_init__(self) -> None:
         # pooled conventions binned like the pixel state read its counts instead of counting every pixel again
@@ -35,11 +38,15 @@ class EvaluationStates:
                 state.update(label, score)
         if self.segments is not None and item.segments is not None:
             self.segments.add(item.segments)
+        if self.pixel_by_category is not None:
+            self.pixel_by_category.update(item)
         self.consume_components(item)
 
     def consume_components(self, item: Scored) -> None:
         """Component sums and the bootstrap (which needs them); alone, the oracle threshold's second pass."""
         frame = self.components.update(item.sample.label, item.score) if self.components is not None else None
+        if self.components_by_category is not None:
+            self.components_by_category.update(item)
         if self.bootstrap is not None:
             self.bootstrap.update(item.sample.label, item.score, components=frame, image_id=item.sample.id)
 
@@ -52,7 +59,7 @@ class EvaluationStates:
         for name, state in self.conventions.items():
             if name not in self.shared:
                 state.merge(other.conventions[name])
-        for part in ("segments", "components", "bootstrap"):
+        for part in ("segments", "components", "bootstrap", "pixel_by_category", "components_by_category"):
             mine, theirs = getattr(self, part), getattr(other, part)
             if mine is not None and theirs is not None:
                 mine.merge(theirs)
