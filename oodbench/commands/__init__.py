@@ -5,7 +5,8 @@ from __future__ import annotations
 
 def register_all(sub) -> None:
     """Add every command's subparser to ``sub`` (an argparse subparsers object), in the help's order."""
-    from . import compare, data, download, evaluate, leaderboard, list, paper, run, show, train, validate_plugin
+    from . import compare, data, download, evaluate, export, leaderboard, list, paper, run, show, train, validate_plugin
 
-    for module in (run, evaluate, data, list, train, leaderboard, validate_plugin, show, compare, paper, download):
+    for module in (run, evaluate, export, data, list, train, leaderboard, validate_plugin, show, compare, paper,
+                   download):
         module.register(sub)

@@ -1,0 +1,36 @@
+"""`oodbench export smiyc`: a method's score maps as a SegmentMeIfYouCan submission (``<out>/<method>/<dataset>/
+<frame>.hdf5``), for the benchmark's hidden test splits or a round trip through `oodbench evaluate --smiyc`."""
+from __future__ import annotations
+
+import argparse
+
+from .options import count, parse_options
+
+
+def cmd_export_smiyc(args: argparse.Namespace) -> int:
+    from ..evaluation.export import export_smiyc
+
+    folder = export_smiyc(args.method, args.dataset, args.split, args.out, name=args.name, data_root=args.data_root,
+                          dataset_options=parse_options(args.option), seed=args.seed, checkpoint=args.checkpoint,
+                          network=args.network, batch_size=args.batch_size, progress=not args.quiet)
+    print(f"wrote {folder}")
+    return 0
+
+
+def register(sub) -> None:
+    e = sub.add_parser("export", help="score maps in another tool's submission format")
+    esub = e.add_subparsers(dest="export_format", required=True)
+    s = esub.add_parser("smiyc", help="SegmentMeIfYouCan: <out>/<method>/<dataset>/<frame>.hdf5, float16 'value'")
+    s.add_argument("--method", required=True, help="registered method (`oodbench list methods`)")
+    s.add_argument("--dataset", required=True, help="e.g. smiyc_roadanomaly21 or smiyc_roadobstacle21")
+    s.add_argument("--split", default="test", help="default test (no labels needed)")
+    s.add_argument("--out", required=True, metavar="DIR", help="the submission folder (the benchmark's anomaly_p)")
+    s.add_argument("--name", default=None, help="method name in the submission (default: the method's)")
+    s.add_argument("--data-root", default=None)
+    s.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option")
+    s.add_argument("--seed", type=count(0), default=0)
+    s.add_argument("--checkpoint", default=None, metavar="PATH")
+    s.add_argument("--network", default=None, metavar="NAME")
+    s.add_argument("--batch-size", type=count(1), default=4)
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_export_smiyc)
