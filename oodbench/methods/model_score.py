@@ -97,6 +97,16 @@ class ModelScoreMethod(Method):
 
     @torch.no_grad()
     def predict(self, images: np.ndarray) -> MethodOutput:
+        logits = self.logits(images)
+        on_device = self.score_fn(logits).float()
+        scores, kept = on_device.cpu().numpy(), on_device if self.device.type != "cpu" else None
+        if self.segment_stage is None:
+            return MethodOutput(scores=scores, device_scores=kept)
+        return MethodOutput(scores=scores, probs=torch.softmax(logits.float(), dim=1).cpu().numpy(), device_scores=kept)
+
+    @torch.no_grad()
+    def logits(self, images: np.ndarray) -> torch.Tensor:
+        """(B,H,W,3) uint8 frames -> the score classes' logits (B,C,H,W) at frame size, by the network's protocol."""
         if self.model is None:
             raise RuntimeError(f"method {self.name!r}: call setup() before predict()")
         size = images.shape[1:3]
@@ -112,12 +122,7 @@ class ModelScoreMethod(Method):
                 logits = self.model(x).float()
         else:
             logits = self.model(x)
-        logits = self.protocol.restore(logits, size)
-        on_device = self.score_fn(logits).float()
-        scores, kept = on_device.cpu().numpy(), on_device if self.device.type != "cpu" else None
-        if self.segment_stage is None:
-            return MethodOutput(scores=scores, device_scores=kept)
-        return MethodOutput(scores=scores, probs=torch.softmax(logits.float(), dim=1).cpu().numpy(), device_scores=kept)
+        return self.protocol.restore(logits, size)
 
     def config(self) -> dict[str, Any]:
         stage, card = self.segment_stage, self.network_card
