@@ -35,6 +35,8 @@ def results_table(record: dict) -> str:
         rows += [["sIoU (gt)", _fmt(c["siou"], percent=True)], ["PPV", _fmt(c["ppv"], percent=True)],
                  ["mean F1", _fmt(c["f1_mean"], percent=True)],
                  ["component threshold", f"{_fmt(choice['threshold'])} ({choice['source']}, {c['track']} track)"]]
+    if "instances" in m:
+        rows.append(["instance AP / AP50", f"{_fmt(m['instances']['ap'], True)} / {_fmt(m['instances']['ap50'], True)}"])
     for label, key in SEGMENT_ROWS if "segments" in m else ():
         rows.append([label, _fmt(m["segments"].get(key), percent=key.startswith("meta_"))])
     ds, meth = record["dataset"], record["method"]

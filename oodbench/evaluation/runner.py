@@ -18,6 +18,7 @@ from ..methods import Method
 from ..metrics.bootstrap import BootstrapCollector
 from ..metrics.components import ComponentMetricState
 from ..metrics.conventions import create_convention
+from ..metrics.instances import InstanceMetricState
 from ..metrics.pixel import PixelMetricState
 from .categories import PerCategory
 from .prepare import prepare
@@ -177,6 +178,8 @@ class _Evaluation:
             components=(ComponentMetricState.for_track(self.component_threshold, self.track)
                         if self.component_threshold is not None else None),
             bootstrap=BootstrapCollector() if o.bootstrap > 0 and not self.oracle else None,
+            instances=(InstanceMetricState(self.component_threshold) if self.component_threshold is not None
+                       else None),
             pixel_by_category=PerCategory(PixelMetricState) if self.categorized else None,
             components_by_category=self._components_by_category())
 
@@ -220,10 +223,11 @@ class _Evaluation:
         self.threshold_extra = {"pixel_f1": best_f1}
         self.states.components = ComponentMetricState.for_track(self.component_threshold, self.track)
         self.states.components_by_category = self._components_by_category()
+        self.states.instances = InstanceMetricState(self.component_threshold)
         self.states.bootstrap = BootstrapCollector() if self.o.bootstrap > 0 else None
         second_pass(replay, self.part, self.o.batch_size, self.o.progress, "components at the oracle threshold",
                     [self.states.consume_components], self.score_cache or self.spill)
-        self.states = all_merged(self.states, ("components", "bootstrap", "components_by_category"))
+        self.states = all_merged(self.states, ("components", "bootstrap", "instances", "components_by_category"))
 
     def metrics(self) -> dict[str, Any]:
         o, states = self.o, self.states
@@ -233,6 +237,8 @@ class _Evaluation:
         if states.components is not None:
             metrics["components"] = {**states.components.compute(), "track": self.track, "threshold_choice":
                                      self.policy.describe(self.component_threshold, **self.threshold_extra)}
+        if states.instances is not None:
+            metrics["instances"] = states.instances.compute()
         if states.bootstrap is not None:
             metrics["bootstrap"] = states.bootstrap.compute(n_resamples=o.bootstrap, seed=o.seed)
         if states.pixel_by_category:

@@ -8,6 +8,7 @@ from typing import Any
 from ..metrics.bootstrap import BootstrapCollector
 from ..metrics.components import ComponentMetricState
 from ..metrics.conventions import ConventionState
+from ..metrics.instances import InstanceMetricState
 from ..metrics.pixel import PixelMetricState
 from .categories import PerCategory
 from .score_pass import Scored
@@ -23,6 +24,7 @@ class EvaluationStates:
     segments: SegmentCollector | None = None
     components: ComponentMetricState | None = None
     bootstrap: BootstrapCollector | None = None
+    instances: InstanceMetricState | None = None
     pixel_by_category: PerCategory | None = None  # where the dataset names frame categories
     components_by_category: PerCategory | None = None
 
@@ -47,6 +49,8 @@ class EvaluationStates:
         frame = self.components.update(item.sample.label, item.score) if self.components is not None else None
         if self.components_by_category is not None:
             self.components_by_category.update(item)
+        if self.instances is not None:
+            self.instances.update(item.sample.label, item.score)
         if self.bootstrap is not None:
             self.bootstrap.update(item.sample.label, item.score, components=frame, image_id=item.sample.id)
 
@@ -59,7 +63,7 @@ class EvaluationStates:
         for name, state in self.conventions.items():
             if name not in self.shared:
                 state.merge(other.conventions[name])
-        for part in ("segments", "components", "bootstrap", "pixel_by_category", "components_by_category"):
+        for part in ("segments", "components", "bootstrap", "instances", "pixel_by_category", "components_by_category"):
             mine, theirs = getattr(self, part), getattr(other, part)
             if mine is not None and theirs is not None:
                 mine.merge(theirs)
