@@ -109,7 +109,9 @@ def test_converted_road_anomaly_gives_the_original_loaders_record(road_anomaly_r
         record = records[name]
         assert record["dataset"]["num_images"] == original["dataset"]["num_images"] == 60
         assert record["metrics"]["pixel"] == pixel, name
-        assert record["metrics"] == original["metrics"], name  # the component metrics too
+        # the component and instance metrics too; per-category results need the roadanomaly loader's frame names
+        assert "categories" in original["metrics"] and "categories" not in record["metrics"]
+        assert record["metrics"] == {k: v for k, v in original["metrics"].items() if k != "categories"}, name
 
 
 @needs(ROAD_ANOMALY)
