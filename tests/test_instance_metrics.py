@@ -160,3 +160,36 @@ def test_equals_cityscapes_scripts_on_random_cases(seed):
         state.add(gt, void, pred, confidence)
     got = np.array(list(state.compute()["ap_per_overlap"].values()))
     np.testing.assert_allclose(got, want, atol=1e-12, equal_nan=True)
+
+
+def test_dataset_instance_labels_split_touching_objects():
+    """Two touching 20x20 objects are one OoD component (800 px): a prediction of one of them has IoU 0.5, not above
+    it, so without instance labels it is a miss and a false positive (AP 0). With the dataset's instance ids it
+    matches one object and the other is a miss: P 1 at R 1/2, recall steps 0.25 + 0.25, AP 0.5."""
+    label = np.zeros((H, W), np.uint8)
+    label[10:30, 10:50] = 1
+    ids = box(box(empty(), 10, 10, 20, 20, 1), 10, 30, 20, 20, 2)
+    score = np.where(ids == 1, 0.9, 0.1)
+    plain, annotated = InstanceMetricState(0.5), InstanceMetricState(0.5)
+    plain.update(label, score)
+    annotated.update(label, score, ids)
+    assert plain.compute()["ap"] == 0.0
+    got = annotated.compute()
+    assert got["ap"] == pytest.approx(0.5) and got["num_gt_instances"] == 2
+    assert got["ground_truth"].startswith("dataset instance labels on 1 of 1 images")
+
+
+def test_road_anomaly_instance_labels_reach_the_record(tmp_path):
+    from red_method import Red
+    from real_layouts import RA_NAMES, write_roadanomaly
+
+    from oodbench.data.base import DATASETS
+    from oodbench.evaluation.runner import run
+
+    root = write_roadanomaly(tmp_path / "ra")
+    sample = DATASETS.create("roadanomaly", root=root, expected=len(RA_NAMES))[0]
+    assert set(np.unique(sample.instance_label)) == {0, 7}
+    assert np.array_equal(sample.instance_label > 0, sample.label == 1)
+    record, _ = run(Red(), dataset="roadanomaly", data_root=root, dataset_options={"expected": len(RA_NAMES)},
+                    score_cache=False, progress=False, track="obstacle")
+    assert record["metrics"]["instances"]["ground_truth"].startswith(f"dataset instance labels on {len(RA_NAMES)} of")

@@ -100,6 +100,8 @@ def test_per_category_metrics_equal_a_tally_of_the_categorys_frames(records, dat
         for k in ("ap", "auroc", "fpr95"):
             assert got["pixel"][k] == pytest.approx(want[k], abs=1e-9), (category, k)
     assert sum(v["pixel"]["num_pos"] for v in categories.values()) == 5446413
+    ground_truth = records["maxlogit"]["metrics"]["instances"]["ground_truth"]
+    assert ground_truth.startswith("dataset instance labels on 46 of 60 images")  # the release's labels_instance.png
 
 
 @real

@@ -60,6 +60,8 @@ class Sample:
     # The meta stage's labels where they differ from ``label`` (meta-ood keeps LostAndFound's random non-hazards
     # out of the pixel metrics but in its segments, as not OoD); None: ``label``.
     segment_label: np.ndarray | None = None
+    # Ground-truth instance ids (0: none) where the dataset annotates them; None: the OoD mask's components.
+    instance_label: np.ndarray | None = None
 
     @property
     def labels_for_segments(self) -> np.ndarray | None:
@@ -91,6 +93,10 @@ class Dataset(Sequence[Sample]):
         return None
 
     # -- public API -----------------------------------------------------------------------------
+    def _instance_label(self, label_path: Path, label: np.ndarray) -> np.ndarray | None:
+        """The frame's ground-truth instance ids on its OoD pixels, where the dataset annotates them (None: not)."""
+        return None
+
     def category(self, sample_id: str) -> str | None:
         """The frame's category for per-category results (e.g. Road Anomaly's ``animals``), or None where the
         dataset names none; samples carry it in ``meta["category"]``."""
@@ -106,7 +112,7 @@ class Dataset(Sequence[Sample]):
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         image_path, label_path, sample_id = self.files[index]
         image = read_rgb(image_path) if image_path is not None else None
-        label = segment_label = None
+        label = segment_label = instances = None
         if label_path is not None:
             native = read_label(label_path)
             if image is not None and native.shape != image.shape[:2]:
@@ -116,11 +122,12 @@ class Dataset(Sequence[Sample]):
                 )
             label = self._encode_label(native, label_path)
             segment_label = self._segment_label(native, label)
+            instances = self._instance_label(label_path, label)
         meta = {"dataset": self.name, "split": self.split, "label_kind": self.label_kind}
         category = self.category(sample_id)
         if category is not None:
             meta["category"] = category
-        return Sample(sample_id, image, label, meta, segment_label)
+        return Sample(sample_id, image, label, meta, segment_label, instances)
 
     def fingerprint(self, deep: bool = False) -> str:
         """sha256 over relative file names and sizes (``deep``: and each file's sha256), so different copies never mix."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from .base import ID_LABEL, IGNORE_LABEL, OOD_LABEL, Dataset, check_count, check_values, register_dataset
+from .base import ID_LABEL, IGNORE_LABEL, OOD_LABEL, Dataset, check_count, check_values, read_label, register_dataset
 from .cityscapes import check_split, default_root, require_root, resolve_expected, scan_flat_pairs
 
 ROADANOMALY_URL = "https://www.epfl.ch/labs/cvlab/data/road-anomaly/"
@@ -114,6 +114,18 @@ class RoadAnomalyDataset(Dataset):
                 "preprocessed": "PEBAL's RoadAnomaly labels (0 background, 1 anomaly)"}[self.layout]
         check_values(native, NATIVE_VALUES[self.layout], path, what)
         return LUTS[self.layout][native]
+
+    def _instance_label(self, label_path: Path, label: np.ndarray) -> np.ndarray | None:
+        """``labels_instance.png`` beside the release's semantic labels (46 of the 60 frames have one): object ids,
+        kept on the OoD pixels."""
+        path = label_path.parent / "labels_instance.png"
+        if self.layout != "release" or not path.is_file():
+            return None
+        ids = read_label(path)
+        if ids.shape != label.shape:
+            raise DatasetError(f"{path}: instance labels {ids.shape[1]}x{ids.shape[0]} differ from the semantic labels "
+                               f"{label.shape[1]}x{label.shape[0]}; the copy is corrupt, re-extract it")
+        return np.where(label == OOD_LABEL, ids, 0).astype(np.int32)
 
     def category(self, sample_id: str) -> str | None:
         """The release names each frame after its kind of anomaly: animals (31 frames), obstacles (15), cones (8),

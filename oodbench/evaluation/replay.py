@@ -24,14 +24,15 @@ class Replay:
         self.used, self.full = 0, False
 
     def __call__(self, item: Scored) -> None:
-        label = item.sample.label
-        size = item.score.size * self.dtype.itemsize + (label.nbytes if label is not None else 0)
+        label, instances = item.sample.label, item.sample.instance_label
+        size = item.score.size * self.dtype.itemsize + sum(a.nbytes for a in (label, instances) if a is not None)
         if self.full or self.used + size > self.budget:
             self.full = True  # later samples would leave a gap: the rest is read again
             if self.spill is not None:
                 self.spill.put(item.sample.id, self.spill.stored(item.sample.id, item.score), item.sample.image)
             return
-        sample = Sample(item.sample.id, None, label, item.sample.meta)  # no segment labels: components only
+        sample = Sample(item.sample.id, None, label, item.sample.meta,  # no segment labels: components only
+                        instance_label=instances)
         self.items.append((sample, np.array(item.score, dtype=self.dtype)))  # a copy: methods may reuse buffers
         self.used += size
 

@@ -50,7 +50,7 @@ class EvaluationStates:
         if self.components_by_category is not None:
             self.components_by_category.update(item)
         if self.instances is not None:
-            self.instances.update(item.sample.label, item.score)
+            self.instances.update(item.sample.label, item.score, item.sample.instance_label)
         if self.bootstrap is not None:
             self.bootstrap.update(item.sample.label, item.score, components=frame, image_id=item.sample.id)
 

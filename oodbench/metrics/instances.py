@@ -75,7 +75,8 @@ def average_precision(matched: np.ndarray, scores: np.ndarray, misses: int) -> f
 
 class InstanceMetricState:
     """Instance AP over images: predictions are the 8-connected components of ``score > threshold`` with their
-    mean score as confidence; ground truth the 8-connected components of the OoD pixels; void the ignored pixels."""
+    mean score as confidence; ground truth the dataset's instance labels where given, else the 8-connected
+    components of the OoD pixels; void the ignored pixels."""
 
     def __init__(self, threshold: float, min_region: int = MIN_REGION):
         self.threshold, self.min_region = float(threshold), int(min_region)
@@ -84,10 +85,16 @@ class InstanceMetricState:
         self.misses = np.zeros(len(OVERLAPS), np.int64)
         self.have_gt = self.have_pred = False
         self.num_gt = self.num_pred = 0
+        self.images = self.annotated = 0  # images, and those whose ground truth came from instance labels
 
-    def update(self, label: np.ndarray, score: np.ndarray) -> None:
+    def update(self, label: np.ndarray, score: np.ndarray, instances: np.ndarray | None = None) -> None:
+        """One image; ``instances``: the dataset's ground-truth instance ids (else the OoD mask's components)."""
         label, score = np.asarray(label), np.asarray(score, np.float64)
-        gt, _ = label_components(label == OOD_LABEL)
+        if instances is None:
+            gt, _ = label_components(label == OOD_LABEL)
+        else:
+            gt = np.where(label == OOD_LABEL, np.asarray(instances), 0).astype(np.int64)
+            self.annotated += 1
         pred, n_pred = label_components(score > self.threshold)
         confidence = np.bincount(pred.ravel(), weights=score.ravel(), minlength=n_pred + 1)[1:] / np.maximum(
             np.bincount(pred.ravel(), minlength=n_pred + 1)[1:], 1)
@@ -99,6 +106,7 @@ class InstanceMetricState:
         pred_size = np.bincount(pred.ravel())[1:]
         self.have_gt |= bool(np.any(gt_size >= self.min_region))
         self.have_pred |= bool(np.any(pred_size > 0))
+        self.images += 1
         self.num_gt += int(np.count_nonzero(gt_size >= self.min_region))
         self.num_pred += int(np.count_nonzero(pred_size > 0))
         for k, (matched, scores, misses) in enumerate(frame_instances(gt, void, pred, confidence, self.min_region)):
@@ -117,6 +125,8 @@ class InstanceMetricState:
         self.have_pred |= other.have_pred
         self.num_gt += other.num_gt
         self.num_pred += other.num_pred
+        self.images += other.images
+        self.annotated += other.annotated
         return self
 
     def compute(self) -> dict[str, Any]:
@@ -132,7 +142,9 @@ class InstanceMetricState:
                                                                              zip(OVERLAPS, per)},
                 "num_gt_instances": self.num_gt, "num_pred_instances": self.num_pred,
                 "threshold": self.threshold, "min_region": self.min_region,
+                "ground_truth": f"dataset instance labels on {self.annotated} of {self.images} images, 8-connected "
+                                f"OoD components on the others",
                 "rules": "Cityscapes instance-level evaluation (OoDIS): IoU > t for t in 0.50:0.05:0.95, ground truth "
                          "under min_region pixels ignored, an unmatched prediction "
-                         "more than t on void or ignored instances excused; ground truth: 8-connected OoD components; predictions: 8-connected components of "
+                         "more than t on void or ignored instances excused; predictions: 8-connected components of "
                          "score > threshold, confidence = their mean score"}
