@@ -109,9 +109,12 @@ def test_converted_road_anomaly_gives_the_original_loaders_record(road_anomaly_r
         record = records[name]
         assert record["dataset"]["num_images"] == original["dataset"]["num_images"] == 60
         assert record["metrics"]["pixel"] == pixel, name
-        # the component and instance metrics too; per-category results need the roadanomaly loader's frame names
+        # the component metrics too; per-category results and instance labels need the roadanomaly loader's files
         assert "categories" in original["metrics"] and "categories" not in record["metrics"]
-        assert record["metrics"] == {k: v for k, v in original["metrics"].items() if k != "categories"}, name
+        assert original["metrics"]["instances"]["ground_truth"].startswith("dataset instance labels on 46 of 60")
+        assert record["metrics"]["instances"]["ground_truth"].startswith("dataset instance labels on 0 of 60")
+        assert {k: v for k, v in record["metrics"].items() if k != "instances"} == \
+            {k: v for k, v in original["metrics"].items() if k not in ("categories", "instances")}, name
 
 
 @needs(ROAD_ANOMALY)
