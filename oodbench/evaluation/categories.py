@@ -18,13 +18,20 @@ class PerCategory:
         self.images: Counter[str] = Counter()
 
     def update(self, item: Scored) -> None:
+        state = self.state_for(item)
+        if state is not None:
+            state.update(item.sample.label, item.score)
+
+    def state_for(self, item: Scored) -> Any:
+        """The state of the item's category (made on its first frame, which is counted), or None without one; for
+        callers that feed it what they measured once for several states."""
         category = item.sample.meta.get("category")
         if category is None:
-            return
+            return None
         if category not in self.states:
             self.states[category] = self.factory()
-        self.states[category].update(item.sample.label, item.score)
         self.images[category] += 1
+        return self.states[category]
 
     def merge(self, other: "PerCategory") -> "PerCategory":
         for category, state in other.states.items():

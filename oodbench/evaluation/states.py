@@ -46,9 +46,14 @@ class EvaluationStates:
 
     def consume_components(self, item: Scored) -> None:
         """Component sums and the bootstrap (which needs them); alone, the oracle threshold's second pass."""
-        frame = self.components.update(item.sample.label, item.score) if self.components is not None else None
-        if self.components_by_category is not None:
-            self.components_by_category.update(item)
+        frame = None
+        if self.components is not None:
+            measured = self.components.measure(item.sample.label, item.score)  # once, for the split and its category
+            frame = self.components.add(measured)
+            by_category = self.components_by_category
+            category = by_category.state_for(item) if by_category is not None else None
+            if category is not None:
+                category.add(measured)
         if self.instances is not None:
             self.instances.update(item.sample.label, item.score, item.sample.instance_label)
         if self.bootstrap is not None:

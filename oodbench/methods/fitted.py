@@ -71,6 +71,8 @@ class StandardizedMaxLogit(ModelScoreMethod):
             counts = (0 if counts is None else counts) + torch.bincount(c, minlength=n).double()
             sums = (0 if sums is None else sums) + torch.bincount(c, weights=t, minlength=n)
             squares = (0 if squares is None else squares) + torch.bincount(c, weights=t * t, minlength=n)
+        if counts is None:
+            raise OodbenchError(f"sml: the fit split {name}/{split} has no frames; give an in-distribution split")
         total = counts.sum()
         pooled_mean = sums.sum() / total
         pooled_std = ((squares.sum() - total * pooled_mean**2) / (total - 1)).clamp(min=0).sqrt()

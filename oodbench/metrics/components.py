@@ -117,8 +117,18 @@ class ComponentMetricState:
 
     def update(self, label: np.ndarray, score: np.ndarray) -> FrameComponents:
         """Add one image; return its own sums (e.g. for ``oodbench.metrics.bootstrap``)."""
-        siou_gt, siou_pred, ppv, gt_area, pred_area = component_stats(
-            *instances(np.asarray(label), np.asarray(score), self.threshold, self.min_pred, self.min_gt))
+        return self.add(self.measure(label, score))
+
+    def measure(self, label: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, ...]:
+        """One image's per-component statistics (sIoU per gt, sIoU and PPV per prediction, gt and predicted areas)
+        at this state's setting, which ``add`` counts: measured once, they can feed several states of one setting
+        (e.g. the split's and its frame category's)."""
+        return component_stats(*instances(np.asarray(label), np.asarray(score), self.threshold, self.min_pred,
+                                          self.min_gt))
+
+    def add(self, measured: tuple[np.ndarray, ...]) -> FrameComponents:
+        """Count one image's ``measure``; return its sums."""
+        siou_gt, siou_pred, ppv, gt_area, pred_area = measured
         tp = (siou_gt[None, :] >= TAUS[:, None]).sum(1)
         frame = FrameComponents(self.setting, siou_gt.size, ppv.size, float(siou_gt.sum()), float(siou_pred.sum()),
                                 float(ppv.sum()), tp, siou_gt.size - tp, (ppv[None, :] < TAUS[:, None]).sum(1))
