@@ -38,7 +38,7 @@ def cut_to_bins(state, scores):
     """Each score moved to the lower edge of its bin in ``state`` (the bin of +0.0 also holds -0.0 and, when
     coarse, tiny negatives: those become 0), as float64 for scikit-learn."""
     keys = monotone_keys(np.ascontiguousarray(scores, dtype=np.float32).ravel()).astype(np.int64)
-    r = np.minimum(16 + state._hist.e[keys >> 16], state.bits)
+    r = np.minimum(16 + state._hist.extra_bits[keys >> 16], state.bits)
     cut = (keys >> (32 - r)) << (32 - r)
     zero = (cut < 0x80000000) & (cut + (np.int64(1) << (32 - r)) > 0x7FFFFFFF)
     bits = np.where(cut >= 0x80000000, cut ^ 0x80000000, cut ^ 0xFFFFFFFF).astype(np.uint32)
@@ -274,7 +274,7 @@ def test_state_memory_is_bounded():
     assert_close(got, sklearn_metrics(labels, cut_to_bins(state, scores)), 1e-12)
     assert got["num_pos"] + got["num_neg"] == np.count_nonzero(labels != 255)
     wide = state_of(labels, scores, WideState)  # int64 counts past 2**31 pixels: one page per level-1 bin still fits
-    assert wide._hist.dtype == np.int64 and (wide._hist.run > 0).sum() > 65_000
+    assert wide._hist.dtype == np.int64 and (wide._hist.first_slot > 0).sum() > 65_000
     assert array_bytes(wide) == wide.nbytes() < 64 * MiB
     assert_close(wide.compute(), sklearn_metrics(labels, cut_to_bins(wide, scores)), 1e-12)
 

@@ -11,20 +11,13 @@ the counts depend only on the pooled pixels, never on their order, sharding or m
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from .key_kernels import DENSE, NO_PAGE, flush, recount, recount_pages, stage
-from .page_kernels import (allocate_pages, key_order, mark_bins, mark_pages, mark_pixels, ordered_nonzero, positive_bins,
-                           profile)
+from .page_kernels import (allocate_pages, key_order, mark_bins, mark_pages, mark_pixels, ordered_nonzero,
+                           positive_bins, profile)
 from .page_levels import FLOOR, L1, NONFINITE, canonical_level, dense_bins, exponent
 from .score_keys import monotone_keys
-
-if TYPE_CHECKING:
-    import torch
-
-    from .device_counts import DeviceCounts
 
 class KeyHistogram:
     """Positive and negative pixel counts per fine bin of the monotone key, within ``budget_bytes``."""
@@ -33,139 +26,121 @@ class KeyHistogram:
     narrow_limit = 2**31 - 1  # int32 counts while the state holds fewer pixels; then int64
 
     def __init__(self, bits: int):
-        self.cap = max(0, bits - 16)  # at most this many bits below level 1 (16: every float32 value apart)
+        self.max_extra = max(0, bits - 16)  # at most this many bits below level 1 (16: every float32 value apart)
         self.mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF  # keys keep their top ``bits`` bits
         self.dtype = np.dtype(np.int32)
-        self.version = 0  # changes with the page table, for a device copy of it
-        self.device_counts: DeviceCounts | None = None
         self._reset((0, L1), np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
 
     # ---- layout -----------------------------------------------------------------------------------------
     @property
-    def pb(self) -> int:
+    def page_bits(self) -> int:
         """log2 of the fine bins per page: 64 with int32 counts, 32 with int64 (so that one page for each of the
         65,280 finite level-1 bins still fits the budget)."""
         return 6 if self.dtype == np.int32 else 5
 
     def _page_bytes(self) -> int:
-        return (1 << self.pb) * (2 * self.dtype.itemsize + 1) + 8  # counts, staging, and the page's key (hi, k)
+        return (1 << self.page_bits) * (2 * self.dtype.itemsize + 1) + 8  # counts, staging, and the page's key (hi, k)
 
-    def _exponent(self, his: np.ndarray, m: int, t: int) -> np.ndarray:
-        return exponent(his, m, t, self.cap)
+    def _exponent(self, level1: np.ndarray, m: int, t: int) -> np.ndarray:
+        return exponent(level1, m, t, self.max_extra)
 
-    def _level(self, his: np.ndarray, finest: np.ndarray, steps: np.ndarray) -> tuple[int, int, np.ndarray]:
-        return canonical_level(his, finest, steps, self.cap, self.budget_bytes * 15 // 16, self._page_bytes(), self.pb)
+    def _level(self, level1: np.ndarray, finest: np.ndarray, steps: np.ndarray) -> tuple[int, int, np.ndarray]:
+        return canonical_level(level1, finest, steps, self.max_extra, self.budget_bytes * 15 // 16,
+                               self._page_bytes(), self.page_bits)
 
-    def _reset(self, level: tuple[int, int], his: np.ndarray, e: np.ndarray, pages: int) -> None:
-        """An empty layout: runs of page-table entries for level-1 bins ``his`` at exponents ``e``, and count arrays
+    def _reset(self, level: tuple[int, int], level1: np.ndarray, e: np.ndarray, pages: int) -> None:
+        """An empty layout: runs of page-table entries for level-1 bins ``level1`` at exponents ``e``, and count arrays
         for ``pages`` pages plus what the rest of the budget holds (reserved; the OS maps them as counts arrive)."""
         self.level = level
-        self.e = np.zeros(L1, np.int64)
-        self.e[his] = e
-        sizes = np.left_shift(1, np.maximum(e - self.pb, 0))
-        self.run = np.zeros(L1, np.int64)  # 0: no run (entry 0 of the table is a NO_PAGE sentinel)
-        self.run[his] = 1 + np.cumsum(sizes) - sizes
-        self.table_used = 1 + int(sizes.sum())
-        free = self.budget_bytes - self.table_used * 4 - pages * self._page_bytes()
-        spare = max(0, min(free // 8, max(self.table_used // 4, 8192)))  # table entries for bins to come
-        self.ptab = np.full(self.table_used + spare if his.size else 1, NO_PAGE, np.int32)
-        limit = (self.budget_bytes - self.ptab.size * 4) // self._page_bytes() if his.size else 0
-        self.limit = max(limit, pages)
-        bins = self.limit << self.pb
-        self.neg, self.pos, self.neg8 = np.zeros(bins, self.dtype), np.zeros(bins, self.dtype), np.zeros(bins, np.uint8)
-        self.page_hi, self.page_k = np.zeros(self.limit, np.int32), np.zeros(self.limit, np.int32)
-        self.used = 0
+        self.extra_bits = np.zeros(L1, np.int64)
+        self.extra_bits[level1] = e
+        sizes = np.left_shift(1, np.maximum(e - self.page_bits, 0))
+        self.first_slot = np.zeros(L1, np.int64)  # 0: no run (entry 0 of the table is a NO_PAGE sentinel)
+        self.first_slot[level1] = 1 + np.cumsum(sizes) - sizes
+        self.slots_used = 1 + int(sizes.sum())
+        free = self.budget_bytes - self.slots_used * 4 - pages * self._page_bytes()
+        spare = max(0, min(free // 8, max(self.slots_used // 4, 8192)))  # table entries for bins to come
+        self.page_table = np.full(self.slots_used + spare if level1.size else 1, NO_PAGE, np.int32)
+        limit = (self.budget_bytes - self.page_table.size * 4) // self._page_bytes() if level1.size else 0
+        self.page_limit = max(limit, pages)
+        bins = self.page_limit << self.page_bits
+        self.neg, self.pos = np.zeros(bins, self.dtype), np.zeros(bins, self.dtype)
+        self.staged_neg = np.zeros(bins, np.uint8)
+        self.page_level1, self.page_index = np.zeros(self.page_limit, np.int32), np.zeros(self.page_limit, np.int32)
+        self.pages_used = 0
         self.dense = np.zeros(L1, bool)
         self._fast_map()
 
     def _fast_map(self) -> None:
         """Per level-1 bin, (start << 6) | DENSE | (16 - e) for the counting passes (``key_kernels``); bins without
         a run read the sentinel."""
-        self.fast = np.full(L1, 16, np.int32)
-        has = np.flatnonzero(self.run)
+        self.lookup = np.full(L1, 16, np.int32)
+        has = np.flatnonzero(self.first_slot)
         dense = has[self.dense[has]]
-        self.fast[has] = (self.run[has] << 6) | (16 - self.e[has])
-        self.fast[dense] = (self.ptab[self.run[dense]].astype(np.int64) << 6) | DENSE | (16 - self.e[dense])
-        self.version += 1
+        self.lookup[has] = (self.first_slot[has] << 6) | (16 - self.extra_bits[has])
+        start = self.page_table[self.first_slot[dense]].astype(np.int64)
+        self.lookup[dense] = (start << 6) | DENSE | (16 - self.extra_bits[dense])
 
     def _relayout(self, pixels: tuple | None = None, bins: tuple | None = None) -> bool:
         """Re-lay the counts, and those of uncounted ``pixels`` (scores, labels) or fine ``bins`` (hi, sub, e, pos,
         neg), at the canonical level of them all, then count those. False, changing nothing, if a pixel of either
         class has a NaN/inf score."""
         seen, bitmap = self._page_map()
-        if pixels is not None and not mark_pixels(*pixels, self.mask, seen, bitmap, self.pb):
+        if pixels is not None and not mark_pixels(*pixels, self.mask, seen, bitmap, self.page_bits):
             return False
-        finest = np.where(self.run > 0, self.e, 16)
+        finest = np.where(self.first_slot > 0, self.extra_bits, 16)
         if bins is not None:
-            mark_bins(*bins[:3], seen, bitmap, self.pb)
+            mark_bins(*bins[:3], seen, bitmap, self.page_bits)
             np.minimum.at(finest, bins[0], bins[2])
-        his = np.flatnonzero(seen)
-        m, t, pages = self._level(his, finest[his], profile(bitmap, his, self.pb))
-        old = (self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e)
-        self._reset((m, t), his, self._exponent(his, m, t), int(pages.sum()))
-        self.dense[dense_bins(his, self.e[his], pages, self.limit, self.pb)] = True
-        self.used = allocate_pages(bitmap, his, self.e, self.run, self.dense, self.ptab, self.page_hi, self.page_k,
-                                   self.pb)
+        level1 = np.flatnonzero(seen)
+        m, t, pages = self._level(level1, finest[level1], profile(bitmap, level1, self.page_bits))
+        old = (self.neg, self.pos, self.page_level1, self.page_index, self.pages_used, self.extra_bits)
+        self._reset((m, t), level1, self._exponent(level1, m, t), int(pages.sum()))
+        self.dense[dense_bins(level1, self.extra_bits[level1], pages, self.page_limit, self.page_bits)] = True
+        self.pages_used = allocate_pages(bitmap, level1, self.extra_bits, self.first_slot, self.dense,
+                                         self.page_table, self.page_level1, self.page_index, self.page_bits)
         self._fast_map()
-        self.used = recount_pages(*old, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,
-                                  self.used, self.pb)
+        self.pages_used = recount_pages(*old, *self._target(), self.pages_used, self.page_bits)
         if pixels is not None:
             assert self._fast(*pixels) is None, "a canonical layout holds every pixel it was computed for"
         if bins is not None:
-            self.used = recount(*bins, self.run, self.e, self.ptab, self.neg, self.pos, self.page_hi, self.page_k,
-                                self.used, self.pb)
+            self.pages_used = recount(*bins, *self._target(), self.pages_used, self.page_bits)
         return True
+
+    def _target(self) -> tuple:
+        """The layout arrays the recounting kernels fill: slots, bits, page table, counts, page keys."""
+        return (self.first_slot, self.extra_bits, self.page_table, self.neg, self.pos, self.page_level1,
+                self.page_index)
 
     def _page_map(self) -> tuple[np.ndarray, np.ndarray]:
         """The level-1 bins and the full-resolution pages (a bitmap, ``page_kernels``) that the counts occupy."""
         self._flush()
-        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 << (10 - self.pb), np.uint64)  # one bit per page at full resolution
-        mark_pages(self.neg, self.pos, self.page_hi, self.page_k, self.used, self.e, seen, bitmap, self.pb)
+        seen, bitmap = np.zeros(L1, bool), np.zeros(L1 << (10 - self.page_bits), np.uint64)  # a bit per full page
+        mark_pages(self.neg, self.pos, self.page_level1, self.page_index, self.pages_used, self.extra_bits, seen,
+                   bitmap, self.page_bits)
         return seen, bitmap
 
-    def _grow(self, his: np.ndarray) -> bool:
+    def _grow(self, level1: np.ndarray) -> bool:
         """Runs for new level-1 bins at the current level, if the page table has room."""
-        e = self._exponent(his, *self.level)
-        sizes = np.left_shift(1, np.maximum(e - self.pb, 0))
-        if self.table_used + int(sizes.sum()) > self.ptab.size:
+        e = self._exponent(level1, *self.level)
+        sizes = np.left_shift(1, np.maximum(e - self.page_bits, 0))
+        if self.slots_used + int(sizes.sum()) > self.page_table.size:
             return False
-        self.e[his], self.run[his] = e, self.table_used + np.cumsum(sizes) - sizes
-        self.table_used += int(sizes.sum())
+        self.extra_bits[level1], self.first_slot[level1] = e, self.slots_used + np.cumsum(sizes) - sizes
+        self.slots_used += int(sizes.sum())
         self._fast_map()
         return True
 
     def _flush(self) -> None:
-        """Add the staging and device counts to the counts (before anything reads or moves them)."""
-        n = self.used * (1 << self.pb)
-        flush(self.neg8, self.neg, n)
-        if self.device_counts is not None:
-            self.device_counts.drain(self.neg, self.pos, n)
-
-    def __getstate__(self) -> dict:
-        """Pickled (e.g. sent between processes) with every count on the host, and only the nonzero bins."""
-        self._flush()
-        n = self.used * (1 << self.pb)
-        nonzero = np.flatnonzero(self.neg[:n] | self.pos[:n]).astype(np.int32)
-        arrays = ("device_counts", "neg", "pos", "neg8", "page_hi", "page_k", "ptab")
-        return {**vars(self), **dict.fromkeys(arrays), "nonzero": (n, nonzero, self.neg[nonzero], self.pos[nonzero],
-                self.page_hi[: self.used].copy(), self.page_k[: self.used].copy(), self.ptab.size)}
-
-    def __setstate__(self, state: dict) -> None:
-        n, nonzero, neg, pos, page_hi, page_k, table_size = state.pop("nonzero")
-        vars(self).update(state)
-        bins = self.limit << self.pb
-        self.neg, self.pos, self.neg8 = np.zeros(bins, self.dtype), np.zeros(bins, self.dtype), np.zeros(bins, np.uint8)
-        self.page_hi, self.page_k = np.zeros(self.limit, np.int32), np.zeros(self.limit, np.int32)
-        self.page_hi[: self.used], self.page_k[: self.used] = page_hi, page_k
-        self.ptab = np.full(table_size, NO_PAGE, np.int32)
-        self.ptab[self.run[page_hi] + page_k] = np.arange(self.used, dtype=np.int64) * (1 << self.pb)
-        self.neg[nonzero], self.pos[nonzero] = neg, pos
+        """Add the staged negatives to the counts (before anything reads or moves them)."""
+        n = self.pages_used * (1 << self.page_bits)
+        flush(self.staged_neg, self.neg, n)
 
     def canonicalize(self) -> None:
         """Re-lay the state at the canonical level of its counts when it is finer (pages were added since)."""
         seen, bitmap = self._page_map()
-        his = np.flatnonzero(seen)
-        if self._level(his, self.e[his], profile(bitmap, his, self.pb))[:2] != self.level:
+        level1 = np.flatnonzero(seen)
+        if self._level(level1, self.extra_bits[level1], profile(bitmap, level1, self.page_bits))[:2] != self.level:
             self._relayout()
 
     def widen(self) -> None:
@@ -182,53 +157,26 @@ class KeyHistogram:
     def _fast(self, scores: np.ndarray, labels: np.ndarray, sign: int = 1) -> np.ndarray | None:
         """Count float32 pixels (labels 0 and 1; others weigh 0) that have or get a page; return the indices of the
         rest, or None. ``sign=-1`` takes a call back."""
-        rest, before = np.empty(scores.size, np.int64), self.used
-        m, self.used = stage(scores, labels, self.fast, self.ptab, self.mask, self.neg8, self.neg, self.pos,
-                             self.page_hi, self.page_k, self.used, self.limit, sign, rest, self.pb)
-        if self.device_counts is not None and self.used != before:
-            self.version += 1  # new pages in the table: the device copy is stale
+        rest = np.empty(scores.size, np.int64)
+        m, self.pages_used = stage(scores, labels, self.lookup, self.page_table, self.mask, self.staged_neg, self.neg,
+                                   self.pos, self.page_level1, self.page_index, self.pages_used, self.page_limit, sign,
+                                   rest, self.page_bits)
         return rest[:m].copy() if m else None
 
     def add(self, scores: np.ndarray, labels: np.ndarray) -> bool:
         """Count float32 pixels with uint8 labels (0 negative, 1 positive, others ignored). Returns False,
         leaving the counts unchanged, when a pixel of either class has a NaN/inf score."""
-        if self.table_used <= 1:  # the first image lays out the pages
+        if self.slots_used <= 1:  # the first image lays out the pages
             return self._relayout(pixels=(scores, labels))
         rest = self._fast(scores, labels)
         if rest is None:
             return True
         s, lab = scores[rest], labels[rest]
-        his = self._level1(s)
-        if NONFINITE[his].any():
+        level1 = self._level1(s)
+        if NONFINITE[level1].any():
             self._fast(scores, labels, sign=-1)
             return False
-        self._add_new(s, lab, his)
-        return True
-
-    def add_on_device(self, scores: torch.Tensor, labels: np.ndarray) -> bool:
-        """``add`` for scores in a torch tensor, counted on its device (``device_counts``); the labels are host
-        uint8 codes. Pixels without a page come back to the host."""
-        import torch
-
-        from .device_counts import DeviceCounts
-
-        flat = scores.reshape(-1).to(torch.float32)
-        if self.table_used <= 1:  # the first image lays out the pages
-            return self.add(flat.cpu().numpy(), labels)
-        if self.device_counts is None or self.device_counts.device != scores.device:
-            self._flush()
-            self.device_counts = DeviceCounts(scores.device)
-        counts = self.device_counts
-        counts.sync(self.fast, self.ptab, self.version, self.used << self.pb)
-        idx, lab, keep, rest = counts.index(flat, labels, self.mask, self.pb)
-        if rest.size:
-            s = flat[torch.from_numpy(rest).to(flat.device)].cpu().numpy()
-            his = self._level1(s)
-            if NONFINITE[his].any():
-                return False
-        counts.add(idx, lab, keep)
-        if rest.size:
-            self._add_new(s, labels[rest], his)
+        self._add_new(s, lab, level1)
         return True
 
     def _level1(self, scores: np.ndarray) -> np.ndarray:
@@ -237,10 +185,10 @@ class KeyHistogram:
         seen[monotone_keys(scores, self.mask) >> np.uint32(16)] = True
         return np.flatnonzero(seen)
 
-    def _add_new(self, scores: np.ndarray, labels: np.ndarray, his: np.ndarray) -> None:
-        """Count finite pixels that found no page (their level-1 bins ``his`` may have no run yet)."""
-        new = his[self.run[his] == 0]
-        if self.table_used > 1 and (not new.size or self._grow(new)):
+    def _add_new(self, scores: np.ndarray, labels: np.ndarray, level1: np.ndarray) -> None:
+        """Count finite pixels that found no page (their level-1 bins ``level1`` may have no run yet)."""
+        new = level1[self.first_slot[level1] == 0]
+        if self.slots_used > 1 and (not new.size or self._grow(new)):
             rest = self._fast(scores, labels)
             if rest is None:
                 return
@@ -250,7 +198,8 @@ class KeyHistogram:
     def check_bins(self, hi: np.ndarray, e: np.ndarray) -> None:
         """ValueError unless fine bins (level-1 bin ``hi`` at resolution ``e``) can come from a state like this one:
         finite level-1 bins, resolutions within [min(floor, cap), cap]."""
-        if hi.size and (NONFINITE[hi].any() or np.any(e > self.cap) or np.any(e < np.minimum(FLOOR[hi], self.cap))):
+        cap = self.max_extra
+        if hi.size and (NONFINITE[hi].any() or np.any(e > cap) or np.any(e < np.minimum(FLOOR[hi], cap))):
             raise ValueError("bins of NaN/inf scores or at resolutions this state never keeps: not from a compatible "
                              "state")
 
@@ -264,27 +213,27 @@ class KeyHistogram:
         """(negatives, positives) per fine bin of the canonical layout, by position, and the first positions of the
         pages in ascending key order (bins of pages that no pixel reached are left out)."""
         self.canonicalize()
-        his = np.flatnonzero(self.run)
-        return self.neg, self.pos, key_order(his, self.run, self.e, self.ptab, self.pb)
+        return self.neg, self.pos, self._page_order()
 
     def nonzero(self, neg: np.ndarray, pos: np.ndarray, order: np.ndarray) -> np.ndarray:
         """Positions of the nonzero bins of ``neg``/``pos`` in ascending key order (``order`` from ``counts``)."""
-        return ordered_nonzero(neg, pos, order, self.pb)
+        return ordered_nonzero(neg, pos, order, self.page_bits)
 
     def describe(self, fine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(hi, sub, e) of fine bins given as positions from ``counts``."""
-        page = fine >> self.pb
-        hi = self.page_hi[page].astype(np.int64)
-        return hi, (self.page_k[page].astype(np.int64) << self.pb) | (fine & ((1 << self.pb) - 1)), self.e[hi]
+        page = fine >> self.page_bits
+        hi = self.page_level1[page].astype(np.int64)
+        sub = (self.page_index[page].astype(np.int64) << self.page_bits) | (fine & ((1 << self.page_bits) - 1))
+        return hi, sub, self.extra_bits[hi]
 
     def position(self, key: int) -> int:
         """Position (as in ``counts``) of the fine bin holding a key; -1 when no pixel's page holds it."""
         hi = key >> 16
-        if not self.run[hi]:
+        if not self.first_slot[hi]:
             return -1
-        f = (key & 0xFFFF) >> (16 - int(self.e[hi]))
-        start = int(self.ptab[self.run[hi] + (f >> self.pb)])
-        return -1 if start == NO_PAGE else start + (f & ((1 << self.pb) - 1))
+        f = (key & 0xFFFF) >> (16 - int(self.extra_bits[hi]))
+        start = int(self.page_table[self.first_slot[hi] + (f >> self.page_bits)])
+        return -1 if start == NO_PAGE else start + (f & ((1 << self.page_bits) - 1))
 
     def _zeros(self) -> tuple[int, int]:
         """Positions of the bins of +0.0 and -0.0, each -1 when it holds no pixel (so empty pages change nothing)."""
@@ -319,7 +268,7 @@ class KeyHistogram:
         """Per bin holding positives, in descending key order: position, positives, negatives at it and at or
         above it (int64); then the number of negatives. Other bins change no metric."""
         neg, pos, order = self.folded_counts()
-        at, count, neg_at, fp, num_neg = positive_bins(neg, pos, order, self.pb)
+        at, count, neg_at, fp, num_neg = positive_bins(neg, pos, order, self.page_bits)
         return at, count, neg_at, fp, int(num_neg)
 
     def entries(self) -> tuple:
@@ -329,11 +278,16 @@ class KeyHistogram:
 
     def _bins(self) -> tuple:
         """(hi, sub, e, pos, neg) of every nonzero fine bin of the current layout (int64), in ascending key order."""
-        nz = self.nonzero(self.neg, self.pos, key_order(np.flatnonzero(self.run), self.run, self.e, self.ptab, self.pb))
+        nz = self.nonzero(self.neg, self.pos, self._page_order())
         return (*self.describe(nz), self.pos[nz].astype(np.int64), self.neg[nz].astype(np.int64))
 
     def nbytes(self) -> int:
         """Bytes held by the page table, the count arrays (reserved at the budget's size once pages exist; the OS
         maps them as counts arrive) and the level-1 tables."""
-        return sum(a.nbytes for a in (self.neg, self.pos, self.neg8, self.page_hi, self.page_k, self.ptab,
-                                       self.e, self.run, self.fast, self.dense))
+        return sum(a.nbytes for a in (self.neg, self.pos, self.staged_neg, self.page_level1, self.page_index,
+                                       self.page_table, self.extra_bits, self.first_slot, self.lookup, self.dense))
+
+    def _page_order(self) -> np.ndarray:
+        """First positions of the pages in ascending key order."""
+        level1 = np.flatnonzero(self.first_slot)
+        return key_order(level1, self.first_slot, self.extra_bits, self.page_table, self.page_bits)

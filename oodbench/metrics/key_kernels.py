@@ -12,16 +12,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .score_keys import monotone_key
+
 CHUNK = 4096  # pixels whose negative bins are gathered before they are counted
 NO_PAGE = -1
 DENSE = 32
-
-
-@njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def monotone_key(bits_i, mask):
-    u = np.int64(bits_i) & 0xFFFFFFFF
-    key = ((~u) & 0xFFFFFFFF) if u >= 0x80000000 else (u | 0x80000000)
-    return key & mask
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

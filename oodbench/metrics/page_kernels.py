@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .key_kernels import NO_PAGE, monotone_key
+from .key_kernels import NO_PAGE
+from .score_keys import monotone_key
 
 
 @njit(cache=True, nogil=True, boundscheck=False)

@@ -17,9 +17,9 @@ import numpy as np
 
 from ..labels import ID_LABEL, IGNORE_LABEL, OOD_LABEL
 from .curves import first_reaching, summarize
-from .pixel_inputs import _check_labels, _flat_pair, finite_scores_by_class, on_device, raise_nonfinite
+from .pixel_inputs import _check_labels, _flat_pair, finite_scores_by_class, raise_nonfinite
 from .key_hist import KeyHistogram
-from .score_keys import HALF_NONFINITE, HALF_ORDER, count_float16, half_as_monotone_keys
+from .score_keys import HALF_NONFINITE, HALF_ORDER, count_float16, half_as_monotone_keys, key_as_float
 
 __all__ = ["PixelMetricState", "pixel_metrics", "summarize"]
 
@@ -50,19 +50,19 @@ class PixelMetricState:
     def reset(self) -> None:
         """Forget every counted pixel (same ``bits``), e.g. at the start of an epoch."""
         self._keys = self._histogram(self.bits)
-        self._half: np.ndarray | None = None  # (negatives, positives) per float16 bit pattern, not yet in ``_keys``
-        self._scratch: np.ndarray | None = None  # per-thread counts of one float16 image
+        self._float16: np.ndarray | None = None  # (negatives, positives) per float16 bit pattern, not yet in ``_keys``
+        self._thread_counts: np.ndarray | None = None  # per-thread counts of one float16 image
         self._total = 0
 
     @property
     def _hist(self) -> KeyHistogram:
         """The key histogram, holding every counted pixel (float16 counts are added to it when it is read)."""
-        if self._half is not None:
-            half = self._half_by_key()
-            self._half = None
+        if self._float16 is not None:
+            half = self._float16_by_key()
+            self._float16 = None
             fine = np.flatnonzero(half[0] | half[1])
             keys = half_as_monotone_keys(fine) & self._keys.mask
-            cap = self._keys.cap
+            cap = self._keys.max_extra
             self._total -= int(half.sum())
             self._add_entries((keys >> 16, (keys & 0xFFFF) >> (16 - cap), np.full(fine.size, cap, np.int64),
                                half[1, fine], half[0, fine]))
@@ -70,67 +70,63 @@ class PixelMetricState:
 
     def update(self, labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL) -> None:
         """Add one image (any shape; labels in {0, 1, ignore_index}; scores cast to float32). float16 scores (the
-        score cache's) are counted per float16 value in one compiled pass. Scores in a torch tensor on a GPU are
-        counted on it: only the labels travel there (``device_counts``)."""
-        flat_l, flat_s = _flat_pair(labels, scores, on_device)  # this module's on_device (tests replace it)
+        score cache's) are counted per float16 value in one compiled pass."""
+        flat_l, flat_s = _flat_pair(labels, scores)
         if isinstance(flat_s, np.ndarray) and flat_s.dtype == np.float16:
-            return self._update_half(labels, scores, flat_l, flat_s, ignore_index)
+            return self._update_float16(labels, scores, flat_l, flat_s, ignore_index)
         n_pos, n_neg = _check_labels(flat_l, ignore_index)
         if flat_l.dtype != np.uint8 or ignore_index in (ID_LABEL, OOD_LABEL):  # uint8 codes: 0, 1, 2 = ignore
             flat_l = np.where(flat_l == OOD_LABEL, 1, np.where(flat_l == ID_LABEL, 0, 2)).astype(np.uint8)
-        if not on_device(flat_s):
-            with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
-                flat_s = np.ascontiguousarray(flat_s, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 range becomes inf: reported below
+            flat_s = np.ascontiguousarray(flat_s, dtype=np.float32)
         if self._total + n_pos + n_neg > self._hist.narrow_limit and self._hist.dtype != np.int64:
-            if not _finite_where(flat_s, flat_l <= 1):  # refused before widening: a refused image changes nothing
+            if not np.isfinite(flat_s[flat_l <= 1]).all():  # refused before widening: a refused image changes nothing
                 self._refuse(labels, scores, ignore_index)
             self._hist.widen()
-        if on_device(flat_s):
-            counted = self._hist.add_on_device(flat_s, np.ascontiguousarray(flat_l))
-        else:
-            counted = self._hist.add(flat_s, flat_l)
-        if not counted:
+        if not self._hist.add(flat_s, flat_l):
             self._refuse(labels, scores, ignore_index)
         self._total += n_pos + n_neg
 
-    def _update_half(self, labels: Any, scores: Any, flat_l: np.ndarray, flat_s: np.ndarray, ignore_index: int) -> None:
+    def _update_float16(self, labels: Any, scores: Any, flat_l: np.ndarray, flat_s: np.ndarray, ignore_index: int) -> None:
         """Exact counts of float16 scores; a refused image (bad label, NaN/inf where labels count) changes nothing."""
         ignore = ignore_index
         if flat_l.dtype != np.uint8 or ignore_index in (ID_LABEL, OOD_LABEL) or not 0 <= ignore_index <= 255:
             _check_labels(flat_l, ignore_index)
             flat_l, ignore = np.where(flat_l == OOD_LABEL, 1, np.where(flat_l == ID_LABEL, 0, 2)).astype(np.uint8), 2
-        counts = self._scratch
+        counts = self._thread_counts
         if counts is None or counts.shape[0] != numba.get_num_threads():
-            counts = self._scratch = np.zeros((numba.get_num_threads(), 3, 1 << 16), np.int32)
+            counts = self._thread_counts = np.zeros((numba.get_num_threads(), 3, 1 << 16), np.int32)
         else:
             counts.fill(0)
         if count_float16(np.ascontiguousarray(flat_s).view(np.uint16), np.ascontiguousarray(flat_l), ignore, counts):
             _check_labels(flat_l, ignore_index)
         if counts[:, :2, HALF_NONFINITE].any():
             self._refuse(labels, scores, ignore_index)
-        if self._half is None:
-            self._half = np.zeros((2, 1 << 16), np.int64)
+        if self._float16 is None:
+            self._float16 = np.zeros((2, 1 << 16), np.int64)
         for thread in counts:
-            self._half += thread[:2]
+            self._float16 += thread[:2]
         self._total += int(counts[:, :2].sum())
 
-    def _half_by_key(self) -> np.ndarray:
+    def _float16_by_key(self) -> np.ndarray:
         """The float16 counts in score order (columns: float16 keys), -0.0 counted with +0.0 (equal scores)."""
-        half = np.zeros_like(self._half)
-        half[:, HALF_ORDER] = self._half
+        half = np.zeros_like(self._float16)
+        half[:, HALF_ORDER] = self._float16
         half[:, 0x8000] += half[:, 0x7FFF]
         half[:, 0x7FFF] = 0
         return half
 
     def __getstate__(self) -> dict:
-        self._hist  # noqa: B018 - float16 counts join the key histogram, which pickles only its nonzero bins
-        return {**vars(self), "_scratch": None}
+        """Pickled (e.g. gathered from other processes) as its ``state_dict``."""
+        return self.state_dict()
+
+    def __setstate__(self, d: dict) -> None:
+        vars(self).update(vars(self.from_state_dict(d)))
 
     @staticmethod
     def _refuse(labels: Any, scores: Any, ignore_index: int) -> None:
         """The ScoreError of an image with NaN/inf (or beyond float32) scores where labels count."""
-        host = scores.detach().float().cpu().numpy() if on_device(scores) else scores
-        raise_nonfinite(labels, host, ignore_index, float32=True)
+        raise_nonfinite(labels, scores, ignore_index, float32=True)
 
     def _reserve(self, n: int) -> None:
         """Switch to int64 counts before the state would hold more pixels than int32 counts allow."""
@@ -141,9 +137,9 @@ class PixelMetricState:
         """Add another state (another image set, shard or process) in place; return self."""
         if type(other) is not type(self) or other.bits != self.bits:
             raise ValueError(f"cannot merge {other!r} into a {type(self).__name__} with bits={self.bits}")
-        if other._half is not None and other._keys.table_used <= 1:  # float16 counts alone: add them as they are
-            self._half = other._half.copy() if self._half is None else self._half + other._half
-            self._total += int(other._half.sum())
+        if other._float16 is not None and other._keys.slots_used <= 1:  # float16 counts alone: add them as they are
+            self._float16 = other._float16.copy() if self._float16 is None else self._float16 + other._float16
+            self._total += int(other._float16.sum())
         else:
             self._add_entries(other._hist.entries())
         return self
@@ -167,8 +163,8 @@ class PixelMetricState:
         """auroc, ap, fpr95 (floats, NaN when undefined), num_pos, num_neg and resolution_bits (ints): the
         fewest key bits kept by a bin holding a positive and another pixel, the only bins whose width can
         change a metric (32: each is one float32 value, so the metrics are exact for the float32 scores)."""
-        if self._half is not None and self._keys.table_used <= 1 and self.bits >= 19:  # float16 counts alone: exact
-            neg, pos = self._half_by_key()[:, ::-1]
+        if self._float16 is not None and self._keys.slots_used <= 1 and self.bits >= 19:  # float16 counts alone: exact
+            neg, pos = self._float16_by_key()[:, ::-1]
             fp, at = np.cumsum(neg), np.flatnonzero(pos)
             return {**summarize(pos[at], np.cumsum(pos[at]), fp[at], neg[at], int(fp[-1])), "resolution_bits": 32}
         at, pos, neg_at, fp, num_neg = self._hist.positive_bins()
@@ -190,7 +186,7 @@ class PixelMetricState:
         keys, _, _ = self.descending_bins()
         if not keys.size:
             return float("nan"), float("nan")
-        return _as_float(int(keys[-1])), _as_float(int(keys[0]))
+        return key_as_float(int(keys[-1])), key_as_float(int(keys[0]))
 
     def threshold_at_tpr(self, tpr: float) -> float:
         """Score threshold t of the first bin (scanning down) whose TPR reaches ``tpr``: its lower edge, so
@@ -203,7 +199,7 @@ class PixelMetricState:
         if not at.size:
             return float("nan")
         tp = np.cumsum(pos)
-        return _as_float(int(self._hist.edges(at[[first_reaching(tp, int(tp[-1]), tpr)]])[0]))
+        return key_as_float(int(self._hist.edges(at[[first_reaching(tp, int(tp[-1]), tpr)]])[0]))
 
     def threshold_at_best_f1(self) -> tuple[float, float]:
         """(t, F1): the lower edge of the bin where pixel F1 of ``score >= t`` is largest (the first such bin
@@ -214,7 +210,7 @@ class PixelMetricState:
         tp = np.cumsum(pos)
         f1 = 2 * tp / (tp + fp + tp[-1])
         best = int(np.argmax(f1))
-        return _as_float(int(self._hist.edges(at[[best]])[0])), float(f1[best])
+        return key_as_float(int(self._hist.edges(at[[best]])[0])), float(f1[best])
 
     def curves(self, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
         """ROC (fpr, tpr) and PR (recall, precision) curves thinned to about ``max_points`` points spread
@@ -263,21 +259,6 @@ class PixelMetricState:
 
     def __repr__(self) -> str:
         return f"PixelMetricState(bits={self.bits}, pixels={self._total}, level={self._hist.level})"
-
-
-def _finite_where(scores: Any, keep: np.ndarray) -> bool:
-    """Whether the kept scores are all finite as float32 (a device tensor is checked where it is)."""
-    if on_device(scores):
-        import torch
-
-        return bool(scores[torch.from_numpy(keep).to(scores.device)].float().isfinite().all())
-    return bool(np.isfinite(scores[keep]).all())
-
-
-def _as_float(key: int) -> float:
-    """The float32 score of a monotone key, as a Python float."""
-    bits = key ^ 0x80000000 if key >= 0x80000000 else key ^ 0xFFFFFFFF
-    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
 
 
 def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL, exact: bool = True) -> dict:

@@ -2,7 +2,7 @@
 count; each refusal a LabelError or ScoreError that names the values and the fix."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -10,16 +10,11 @@ from ..errors import LabelError, ScoreError
 from ..labels import ID_LABEL, OOD_LABEL
 
 
-def on_device(scores: Any) -> bool:
-    """Whether ``scores`` is a torch tensor outside host memory (e.g. on a GPU): counted where it is."""
-    return hasattr(scores, "detach") and getattr(scores, "device", None) is not None and scores.device.type != "cpu"
-
-
-def _flat_pair(labels: Any, scores: Any, device: Callable[[Any], bool] = on_device) -> tuple[np.ndarray, Any]:
-    """Labels and scores as flat arrays (scores for which ``device`` holds stay tensors where they are) of one shape,
-    or a ScoreError that names the fix."""
+def _flat_pair(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores (numpy arrays or torch tensors, on any device) as flat host arrays of one shape, or a
+    ScoreError that names the fix."""
     labels = np.asarray(labels)
-    scores = scores.detach() if device(scores) else np.asarray(scores)
+    scores = scores.detach().cpu().numpy() if hasattr(scores, "detach") else np.asarray(scores)
     if labels.shape != tuple(scores.shape):
         raise ScoreError(
             f"labels shape {labels.shape} != scores shape {scores.shape}: compute the score map at "

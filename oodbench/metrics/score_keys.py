@@ -1,51 +1,75 @@
-"""Scores as integer keys whose order is the score order: float16 keys for histograms over every float16 value, and
-monotone 32-bit keys of float32 scores (the bins of the pixel metric state)."""
+"""Scores as unsigned integer keys whose order is the score order: one definition (``order_key``) for float32 and
+float16 bit patterns, compiled for the counting passes and vectorized for numpy; float16 keys index histograms over
+every float16 value, float32 keys the bins of the pixel metric state."""
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, vectorize
 
-_SIGN = np.int32(-(2**31))
+SIGN32, SIGN16 = 0x80000000, 0x8000
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def order_key(bits, sign):
+    """The key of a float's bit pattern (``sign``: its sign bit): negatives have every bit flipped, the others the
+    sign bit set, so that keys compare as the floats do (-0.0 just below +0.0)."""
+    u = np.int64(bits) & (2 * sign - 1)
+    return ((~u) & (2 * sign - 1)) if u & sign else (u | sign)
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def monotone_key(bits, mask):
+    """``order_key`` of a float32 bit pattern (any integer view), cut to the bits of ``mask``."""
+    return order_key(bits, SIGN32) & mask
+
+
+@vectorize(["uint32(uint32)"], cache=True)
+def _keys32(bits):
+    return order_key(bits, SIGN32)
+
+
+@vectorize(["uint16(uint16)"], cache=True)
+def _keys16(bits):
+    return order_key(bits, SIGN16)
+
+
+def monotone_keys(scores: np.ndarray, mask: int = 0xFFFFFFFF) -> np.ndarray:
+    """float32 scores -> new uint32 keys in score order, cut by ``mask``."""
+    keys = _keys32(np.ascontiguousarray(scores, np.float32).view(np.uint32))
+    if mask != 0xFFFFFFFF:
+        keys &= np.uint32(mask)
+    return keys
 
 
 def float16_keys(scores: np.ndarray) -> np.ndarray:
     """Scores rounded to float16 -> int keys in [0, 65536) whose order is the float order."""
     with np.errstate(over="ignore"):
-        bits = np.asarray(scores).astype(np.float16).view(np.uint16)
-    negative = bits >= 0x8000
-    return np.where(negative, ~bits, bits | 0x8000).astype(np.intp)
+        bits = np.ascontiguousarray(np.asarray(scores).astype(np.float16)).view(np.uint16)
+    return _keys16(bits).astype(np.intp)
 
 
 def float16_histogram(scores: np.ndarray) -> np.ndarray:
     """Pixel counts per float16 value, in key order (``float16_keys``), -0.0 counted with +0.0 (equal scores)."""
     hist = np.bincount(float16_keys(scores), minlength=1 << 16)
-    hist[0x8000] += hist[0x7FFF]
-    hist[0x7FFF] = 0
+    hist[SIGN16] += hist[SIGN16 - 1]
+    hist[SIGN16 - 1] = 0
     return hist
 
 
-def monotone_keys(scores: np.ndarray, mask: int = 0xFFFFFFFF) -> np.ndarray:
-    """float32 -> new uint32 keys in score order (negatives: all bits flipped; others: sign bit set), cut by mask."""
-    bits = scores.view(np.int32)
-    key = bits >> 31  # all ones for negatives
-    key |= _SIGN
-    key ^= bits
-    if mask != 0xFFFFFFFF:
-        key &= np.int32(mask - 2**32 if mask >= 2**31 else mask)
-    return key.view(np.uint32)
-
-
+HALF_ORDER = _keys16(np.arange(1 << 16, dtype=np.uint16)).astype(np.intp)  # float16 bit pattern -> key
+HALF_OF_KEY = np.argsort(HALF_ORDER).astype(np.uint16)  # key -> float16 bit pattern
 HALF_NONFINITE = np.r_[0x7C00:0x8000, 0xFC00:0x10000]  # float16 bit patterns of +-inf and NaN
 
 
 def half_as_monotone_keys(half_keys: np.ndarray) -> np.ndarray:
-    """float16 keys -> the monotone float32 keys of the same values (every float16 value is a float32 value)."""
-    half_keys = np.asarray(half_keys, np.int64)
-    bits = np.where(half_keys >= 0x8000, half_keys ^ 0x8000, ~half_keys & 0xFFFF).astype(np.uint16)
-    return monotone_keys(bits.view(np.float16).astype(np.float32)).astype(np.int64)
+    """float16 keys -> the float32 keys of the same values (every float16 value is a float32 value)."""
+    return monotone_keys(HALF_OF_KEY[half_keys].view(np.float16).astype(np.float32)).astype(np.int64)
 
 
-HALF_ORDER = float16_keys(np.arange(1 << 16, dtype=np.uint16).view(np.float16))  # float16 bit pattern -> key
+def key_as_float(key: int) -> float:
+    """The float32 score whose key is ``key``, as a Python float."""
+    bits = key ^ SIGN32 if key >= SIGN32 else key ^ 0xFFFFFFFF
+    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
 
 
 @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
