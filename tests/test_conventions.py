@@ -138,12 +138,15 @@ def hist100_reference(frames):
 
 
 def smiyc_bins(labels, scores, store_float16):
-    """One frame as SegmentMeIfYouCan bins it: edges 0, 1 and 384 quantiles per class; counts per bin."""
+    """One frame as SegmentMeIfYouCan bins it: edges vmin - eps, vmax + eps (eps = max(1 % of the range, 0.01))
+    and 384 quantiles per class; counts per bin."""
     valid = labels != 255
     s = np.asarray(scores)[valid]
     s = s.astype(np.float16) if store_float16 else s.astype(np.float64)
     pos, neg = s[labels[valid] == 1], s[labels[valid] == 0]
-    edges = np.unique(np.concatenate([[0, 1]] + [np.quantile(p, np.linspace(0, 1, min(384, p.size)))
+    vmin, vmax = float(s.min()), float(s.max())
+    eps = max(0.01 * (vmax - vmin), 0.01)
+    edges = np.unique(np.concatenate([[vmin - eps, vmax + eps]] + [np.quantile(p, np.linspace(0, 1, min(384, p.size)))
                                                  for p in (pos, neg) if p.size]))
     return edges[:-1], np.histogram(pos, bins=edges)[0], np.histogram(neg, bins=edges)[0]
 
@@ -225,6 +228,19 @@ def test_smiyc768_quantile_bins_on_large_float64_frames():
     assert 0 < abs(got["ap"] - reference("canonical", frames)["ap"]) < 0.02  # binned: close to exact, not equal
 
 
+def test_smiyc768_outer_edges_give_the_top_score_its_own_bin():
+    """Scores beyond [0, 1] (a max-logit map): labels [1, 0, 0], scores [5, -3, 2]. Range edges -3.08 and 5.08
+    (eps = 0.08) with quantiles 5 and -3, 2 give bins [-3.08, -3), [-3, 2), [2, 5), [5, 5.08]: the OoD pixel alone
+    on top, AP = AUROC = 1, FPR95 = 0. Unit edges 0 and 1 leave [2, 5] as the closed top bin holding both 5 and 2:
+    the curve goes (0, 0) -> (tp 1, fp 1) -> (1, 2), so AP = 1/2, AUROC = 3/4, FPR95 = 1/2."""
+    frame = [(np.array([1, 0, 0], np.uint8), np.array([5.0, -3.0, 2.0]))]
+    assert_matches(state_over("smiyc768", frame, store_float16=False).compute(), {"ap": 1.0, "auroc": 1.0, "fpr95": 0.0})
+    assert_matches(state_over("smiyc768", frame, store_float16=False, outer_edges="unit").compute(),
+                   {"ap": 0.5, "auroc": 0.75, "fpr95": 0.5})
+    with pytest.raises(ValueError, match="outer_edges"):
+        create_convention("smiyc768", outer_edges="clip")
+
+
 def test_smiyc768_partial_point_when_frames_share_the_top_threshold():
     """Two frames whose top bins share the threshold 0.5: the reference keeps the first sorted entry as a
     point of its own, so AP and AUROC depend on which frame np.argsort puts first (exact: both 0.75)."""
@@ -234,10 +250,10 @@ def test_smiyc768_partial_point_when_frames_share_the_top_threshold():
                 "b": {"ap": 2 / 3 * 2 / 3 + 1 / 3 * 3 / 4, "auroc": 2 / 3}}
     for order in ("ab", "ba"):
         frames = [a if c == "a" else b for c in order]
-        thresholds = np.concatenate([[0.5, 0.25, 0.0] if c == "a" else [0.5, 0.0] for c in order])
+        thresholds = np.concatenate([[0.5, 0.25, 0.0] if c == "a" else [0.5, 0.0] for c in order])  # unit edges
         first = np.argsort(thresholds)[::-1][0]
         first_frame = order[0] if first < (3 if order[0] == "a" else 2) else order[1]
-        got = state_over("smiyc768", frames).compute()
+        got = state_over("smiyc768", frames, outer_edges="unit").compute()
         assert_matches(got, {**expected[first_frame], "fpr95": 0.5})
     assert_matches(reference("canonical", [a, b]), {"ap": 0.75, "auroc": 0.75})
 

@@ -177,18 +177,27 @@ class Hist100State(ConventionState):
 @CONVENTIONS.register("smiyc768")
 class Smiyc768State(ConventionState):
     """SegmentMeIfYouCan's ``PixBinaryClass`` metric: each frame's scores (float16, as the benchmark stores
-    them) binned at 384 quantiles of its OoD and 384 of its in-distribution scores plus 0 and 1; the
+    them) binned at 384 quantiles of its OoD and 384 of its in-distribution scores plus two outer edges; the
     frames' bins pooled by sorting their lower edges, as ``aggregate_dynamic_bins`` and
-    ``curves_from_cmats`` do. Keeps <= 769 (edge, tp, fp) per frame, like the reference; no pixels."""
+    ``curves_from_cmats`` do. Keeps <= 770 (edge, tp, fp) per frame, like the reference; no pixels.
+
+    ``outer_edges="range"`` (the reference's current rule): ``vmin - eps`` and ``vmax + eps`` of the frame's
+    scores, ``eps = max(0.01 * (vmax - vmin), 0.01)``, so the top score has a bin of its own whatever the score
+    range (max logit, energy); ``"unit"``: 0 and 1, as the reference did before, which ties the top scores of
+    maps beyond [0, 1] with the quantile below them."""
 
     name = "smiyc768"
     description = ("SegmentMeIfYouCan road_anomaly_benchmark PixBinaryClass since Aug 2023: float16 scores, 768 "
                    "per-frame quantile bins pooled; step-sum AP, trapezoid AUROC, FPR at first TPR >= 0.95")
-    _SETTINGS = ("store_float16",)
+    _SETTINGS = ("store_float16", "outer_edges")
     NUM_BINS = 768
 
-    def __init__(self, store_float16: bool = True):
+    def __init__(self, store_float16: bool = True, outer_edges: str = "range"):
+        if outer_edges not in ("range", "unit"):
+            raise ValueError(f"outer_edges={outer_edges!r}: use 'range' (vmin - eps, vmax + eps; the reference "
+                             "today) or 'unit' (0 and 1; the reference before)")
         self.store_float16 = bool(store_float16)
+        self.outer_edges = outer_edges
         self._edges: list[np.ndarray] = []
         self._tp: list[np.ndarray] = []
         self._fp: list[np.ndarray] = []
@@ -200,7 +209,7 @@ class Smiyc768State(ConventionState):
         if self.store_float16:
             parts = tuple(as_float16(p, "smiyc768 (store_float16=True)") for p in parts)
         pos, neg = parts
-        edges = [np.array([0, 1])]
+        edges = [self._outer(pos, neg)]
         for part in parts:
             if part.size:
                 edges.append(np.quantile(part, np.linspace(0, 1, min(self.NUM_BINS // 2, part.size))))
@@ -212,6 +221,14 @@ class Smiyc768State(ConventionState):
         self.num_pos += pos.size
         self.num_neg += neg.size
         self.num_frames += 1
+
+    def _outer(self, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+        if self.outer_edges == "unit" or not (pos.size or neg.size):
+            return np.array([0.0, 1.0])
+        vmin = float(min(p.min() for p in (pos, neg) if p.size))
+        vmax = float(max(p.max() for p in (pos, neg) if p.size))
+        eps = max(0.01 * (vmax - vmin), 0.01)
+        return np.array([vmin - eps, vmax + eps])
 
     def _curve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(every frame's thresholds, descending; cumulative tp and fp of the reference's curve), the curve being
