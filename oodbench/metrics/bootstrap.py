@@ -25,6 +25,7 @@ from ..labels import IGNORE_LABEL
 from ..errors import ScoreError
 from .components import TAUS, FrameComponents
 from .score_keys import float16_histogram
+from .curves import summarize_rows
 from .pixel_inputs import scores_by_class
 
 __all__ = ["BootstrapCollector", "METHOD"]
@@ -39,22 +40,11 @@ PIXEL_METRICS = ("ap", "fpr95", "auroc")
 
 
 def _pixel_metrics(pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:
-    """AP, FPR95, AUROC for each row of (rows x keys) count arrays in ascending key order, as in pixel.py."""
-    if pos.shape[1] == 0:  # no valid pixel in any image
-        return {k: np.full(pos.shape[0], np.nan) for k in PIXEL_METRICS}
+    """AP, FPR95, AUROC for each row of (rows x keys) count arrays in ascending key order (``curves``' rules)."""
     pos, neg = pos[:, ::-1], neg[:, ::-1]
     tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
-    n_pos, n_neg = tp[:, -1], fp[:, -1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=pos > 0)
-        ap = (pos * precision).sum(1) / n_pos
-        auroc = (pos * (n_neg[:, None] - fp + 0.5 * neg)).sum(1) / (n_pos * n_neg)
-        first = np.argmax(tp / n_pos[:, None] >= 0.95, axis=1)
-        fpr95 = fp[np.arange(fp.shape[0]), first] / n_neg
-    ap[n_pos == 0] = np.nan
-    auroc[(n_pos == 0) | (n_neg == 0)] = np.nan
-    fpr95[(n_pos == 0) | (n_neg == 0)] = np.nan
-    return {"ap": ap, "fpr95": fpr95, "auroc": auroc}
+    ends = (tp[:, -1], fp[:, -1]) if tp.shape[1] else (np.zeros(tp.shape[0]), np.zeros(tp.shape[0]))
+    return summarize_rows(pos, tp, fp, neg, *ends)
 
 
 def _component_metrics(sums: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ import numpy as np
 from ..labels import IGNORE_LABEL
 from ..errors import OodbenchError, ScoreError
 from .conventions import CONVENTIONS, NAN, ConventionState, as_float16
-from .curves import roc_points, summarize, trapezoid, trapezoid_ap
+from .curves import binned_curve_metrics, roc_points, summarize, trapezoid, trapezoid_ap
 from .score_keys import float16_histogram
 from .pixel_inputs import finite_scores_by_class
 
@@ -265,22 +265,9 @@ class Smiyc768State(ConventionState):
         return float(thresholds[ix]), float(f1[ix])
 
     def compute(self) -> dict:
-        auroc = ap = fpr95 = NAN
-        if self.num_pos:
-            _, tp, fp = self._curve()
-            num_pos, num_neg = float(self.num_pos), float(self.num_neg)
-            tpr = tp / num_pos
-            predicted = tp + fp
-            precision = np.ones_like(tp)
-            precision[predicted > 0] = tp[predicted > 0] / predicted[predicted > 0]
-            ap = float(np.sum(np.diff(tpr) * precision[1:]))
-            if self.num_neg:
-                fpr = fp / num_neg
-                auroc = trapezoid(fpr, tpr)
-                i = int(np.searchsorted(tpr, 0.95))
-                fpr95 = float(fpr[i]) if i < tpr.size else 1.0
-        return self._result(auroc=auroc, ap=ap, fpr95=fpr95, num_pos=self.num_pos, num_neg=self.num_neg,
-                            num_frames=self.num_frames)
+        tp, fp = self._curve()[1:] if self.num_pos else (None, None)
+        values = binned_curve_metrics(tp, fp, self.num_pos, self.num_neg)
+        return self._result(**values, num_pos=self.num_pos, num_neg=self.num_neg, num_frames=self.num_frames)
 
     def _merge(self, other: "Smiyc768State") -> None:
         self._edges += other._edges

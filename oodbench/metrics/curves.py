@@ -9,19 +9,28 @@ def summarize(pos: np.ndarray, tp: np.ndarray, fp: np.ndarray, neg_at: np.ndarra
     """Metrics from per-threshold counts in descending score order: positives at the threshold,
     positives >= it, negatives >= it, negatives at it (thresholds without positives may be left out)."""
     num_pos = int(tp[-1]) if tp.size else 0
-    out = {"auroc": float("nan"), "ap": float("nan"), "fpr95": float("nan"),
-           "num_pos": num_pos, "num_neg": int(num_neg)}
-    if num_pos == 0:
-        return out
-    pos_f, tp_f, fp_f = pos.astype(np.float64), tp.astype(np.float64), fp.astype(np.float64)
-    out["ap"] = float((pos_f * (tp_f / (tp_f + fp_f))).sum() / num_pos)  # not np.dot: BLAS is slow here
-    if num_neg == 0:
-        return out
-    # Trapezoid AUROC = P(score_pos > score_neg) + P(tie) / 2 (Mann-Whitney).
-    below = num_neg - fp_f + 0.5 * neg_at.astype(np.float64)
-    out["auroc"] = float((pos_f * below).sum() / (float(num_pos) * num_neg))
-    out["fpr95"] = float(fp_f[first_reaching(tp_f, num_pos, 0.95)] / num_neg)
-    return out
+    rows = summarize_rows(pos[None], tp[None], fp[None], neg_at[None], np.array([num_pos]), np.array([num_neg]))
+    return {**{k: float(v[0]) for k, v in rows.items()}, "num_pos": num_pos, "num_neg": int(num_neg)}
+
+
+def summarize_rows(pos: np.ndarray, tp: np.ndarray, fp: np.ndarray, neg_at: np.ndarray, num_pos: np.ndarray,
+                   num_neg: np.ndarray) -> dict[str, np.ndarray]:
+    """``summarize`` for each row of (rows x thresholds) counts (e.g. bootstrap resamples): AP (step sum), AUROC
+    (trapezoid = P(pos > neg) + P(tie) / 2) and FPR95 (first threshold with TPR >= 0.95); NaN where undefined."""
+    pos, tp, fp, neg_at = (np.asarray(a, np.float64) for a in (pos, tp, fp, neg_at))
+    num_pos, num_neg = np.asarray(num_pos, np.float64), np.asarray(num_neg, np.float64)
+    nan = np.full(num_pos.shape, np.nan)
+    if pos.shape[1] == 0:
+        return {"auroc": nan, "ap": nan.copy(), "fpr95": nan.copy()}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=pos > 0)
+        ap = (pos * precision).sum(1) / num_pos  # not np.dot: BLAS is slow here
+        auroc = (pos * (num_neg[:, None] - fp + 0.5 * neg_at)).sum(1) / (num_pos * num_neg)
+        first = np.argmax(tp / num_pos[:, None] >= 0.95, axis=1)
+        fpr95 = fp[np.arange(fp.shape[0]), first] / num_neg
+    undefined = (num_pos == 0) | (num_neg == 0)
+    return {"auroc": np.where(undefined, np.nan, auroc), "ap": np.where(num_pos == 0, np.nan, ap),
+            "fpr95": np.where(undefined, np.nan, fpr95)}
 
 
 def first_reaching(tp: np.ndarray, num_pos: int, tpr: float) -> int:
@@ -71,3 +80,23 @@ def fpr95_interpolated(tp: np.ndarray, fp: np.ndarray) -> float:
     """``ood_metrics.fpr_at_95_tpr`` (Mask2Anomaly): ``np.interp(0.95, tpr, fpr)`` on ``roc_curve``."""
     fpr, tpr = roc_points(tp, fp, drop_intermediate=True)
     return float(np.interp(0.95, tpr, fpr))
+
+
+def binned_curve_metrics(tp: np.ndarray, fp: np.ndarray, num_pos: int, num_neg: int) -> dict[str, float]:
+    """road-anomaly-benchmark's ``curves_from_cmats`` on a curve of cumulative (tp, fp) starting at (0, 0): AP as
+    the step sum with precision 1 where nothing is predicted, AUROC as the trapezoid, FPR at the first point with
+    TPR >= 0.95 (1.0 if none); NaN without positives (AUROC and FPR95 also without negatives)."""
+    nan = float("nan")
+    if not num_pos:
+        return {"auroc": nan, "ap": nan, "fpr95": nan}
+    tpr = tp / float(num_pos)
+    predicted = tp + fp
+    precision = np.ones_like(tpr)
+    precision[predicted > 0] = tp[predicted > 0] / predicted[predicted > 0]
+    out = {"auroc": nan, "ap": float(np.sum(np.diff(tpr) * precision[1:])), "fpr95": nan}
+    if num_neg:
+        fpr = fp / float(num_neg)
+        out["auroc"] = trapezoid(fpr, tpr)
+        i = int(np.searchsorted(tpr, 0.95))
+        out["fpr95"] = float(fpr[i]) if i < tpr.size else 1.0
+    return out
