@@ -25,20 +25,22 @@ def count(minimum: int) -> Callable[[str], int]:
 
 
 def parse_options(pairs: Sequence[str]) -> dict:
-    """``KEY=VALUE`` strings -> dict; integers and true/false/none become Python values."""
-    options = {}
+    """``KEY=VALUE`` strings -> dict; integers written as such (``12``, ``-3``, not ``007``, which stays a string,
+    e.g. a frame id) and true/false/none become Python values; a key given twice is refused."""
+    options: dict = {}
     for kv in pairs:
         if "=" not in kv:
             raise OodbenchError(f"option {kv!r}: write KEY=VALUE, e.g. mapping=metaood")
         key, value = kv.split("=", 1)
+        if key in options:
+            raise OodbenchError(f"option {key!r} given twice ({options[key]!r} and {value!r}): give it once")
         low = value.lower()
         if low in ("true", "false"):
             options[key] = low == "true"
         elif low == "none":
             options[key] = None
+        elif value.lstrip("-").isdigit() and str(int(value)) == value:
+            options[key] = int(value)
         else:
-            try:
-                options[key] = int(value)
-            except ValueError:
-                options[key] = value
+            options[key] = value
     return options
