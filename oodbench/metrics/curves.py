@@ -100,3 +100,25 @@ def binned_curve_metrics(tp: np.ndarray, fp: np.ndarray, num_pos: int, num_neg: 
         i = int(np.searchsorted(tpr, 0.95))
         out["fpr95"] = float(fpr[i]) if i < tpr.size else 1.0
     return out
+
+
+def thinned_curves(pos: np.ndarray, neg: np.ndarray, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
+    """ROC (fpr, tpr) and PR (recall, precision) points of counts per threshold in descending score order, thinned
+    to about ``max_points`` spread evenly along each curve (for plots); empty without both classes."""
+    tp, fp = np.cumsum(pos), np.cumsum(neg)
+    if not tp.size or tp[-1] == 0 or fp[-1] == 0:
+        return {"roc": {"fpr": [], "tpr": []}, "pr": {"recall": [], "precision": []}}
+    tpr, fpr = tp / tp[-1], fp / fp[-1]
+    precision = tp / (tp + fp)
+
+    def thin(progress: np.ndarray) -> np.ndarray:
+        return np.unique(np.searchsorted(progress, np.linspace(0, progress[-1], max_points)).clip(0, tp.size - 1))
+
+    roc = thin(np.cumsum(np.abs(np.diff(fpr, prepend=0)) + np.abs(np.diff(tpr, prepend=0))))
+    pr = thin(np.cumsum(np.abs(np.diff(tpr, prepend=0)) + np.abs(np.diff(precision, prepend=precision[0]))))
+
+    def listed(x: np.ndarray) -> list[float]:
+        return np.round(x, 6).tolist()
+
+    return {"roc": {"fpr": [0.0] + listed(fpr[roc]), "tpr": [0.0] + listed(tpr[roc])},
+            "pr": {"recall": listed(tpr[pr]), "precision": listed(precision[pr])}}

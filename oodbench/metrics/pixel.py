@@ -16,8 +16,9 @@ import numba
 import numpy as np
 
 from ..labels import ID_LABEL, IGNORE_LABEL, OOD_LABEL
-from .curves import first_reaching, summarize
-from .pixel_inputs import _check_labels, _flat_pair, finite_scores_by_class, raise_nonfinite
+from .curves import first_reaching, summarize, thinned_curves
+from .pixel_inputs import _check_labels, _flat_pair, raise_nonfinite
+from .sorted_counts import exact_counts, scores_by_class
 from .key_hist import KeyHistogram
 from .score_keys import HALF_NONFINITE, HALF_ORDER, count_float16, half_as_monotone_keys, key_as_float
 
@@ -213,26 +214,9 @@ class PixelMetricState:
         return key_as_float(int(self._hist.edges(at[[best]])[0])), float(f1[best])
 
     def curves(self, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
-        """ROC (fpr, tpr) and PR (recall, precision) curves thinned to about ``max_points`` points spread
-        evenly along each curve, for plots in records and on the leaderboard page; empty without both classes."""
+        """ROC and PR curves thinned to about ``max_points`` points (``curves.thinned_curves``), for plots."""
         _, pos, neg = self.descending_bins(edges=False)
-        tp, fp = np.cumsum(pos), np.cumsum(neg)
-        if not tp.size or tp[-1] == 0 or fp[-1] == 0:
-            return {"roc": {"fpr": [], "tpr": []}, "pr": {"recall": [], "precision": []}}
-        tpr, fpr = tp / tp[-1], fp / fp[-1]
-        precision = tp / (tp + fp)
-
-        def thin(progress: np.ndarray) -> np.ndarray:
-            return np.unique(np.searchsorted(progress, np.linspace(0, progress[-1], max_points)).clip(0, tp.size - 1))
-
-        roc = thin(np.cumsum(np.abs(np.diff(fpr, prepend=0)) + np.abs(np.diff(tpr, prepend=0))))
-        pr = thin(np.cumsum(np.abs(np.diff(tpr, prepend=0)) + np.abs(np.diff(precision, prepend=precision[0]))))
-
-        def listed(x: np.ndarray) -> list[float]:
-            return np.round(x, 6).tolist()
-
-        return {"roc": {"fpr": [0.0] + listed(fpr[roc]), "tpr": [0.0] + listed(tpr[roc])},
-                "pr": {"recall": listed(tpr[pr]), "precision": listed(precision[pr])}}
+        return thinned_curves(pos, neg, max_points)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Compact form for saving or sending between processes: nonzero bins only, each ``index`` encoding
@@ -264,9 +248,9 @@ class PixelMetricState:
 def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL, exact: bool = True) -> dict:
     """Pooled AUROC, AP, FPR95, num_pos, num_neg of one label/score array pair (e.g. a stacked split).
 
-    ``exact=True`` sorts positives and negatives separately and counts negatives at or above each
-    distinct positive score by ``searchsorted``: equal to scikit-learn and ~70x faster (1e7 pixels, 2 cores);
-    float16 scores are counted per value by ``PixelMetricState`` instead, also exact and ~5x faster again.
+    ``exact=True`` sorts positives and negatives separately and counts negatives at or above each distinct
+    positive score (``sorted_counts``): equal to scikit-learn; float16 scores are counted per value by
+    ``PixelMetricState`` instead, also exact and faster again.
     ``exact=False`` uses ``PixelMetricState`` (bounded memory; its result adds ``resolution_bits``).
     """
     if not exact or np.asarray(scores).dtype == np.float16:  # float16: the state's counts are exact, and faster
@@ -274,14 +258,8 @@ def pixel_metrics(labels: Any, scores: Any, *, ignore_index: int = IGNORE_LABEL,
         state.update(labels, scores, ignore_index=ignore_index)
         out = state.compute()
         return out if not exact else {k: out[k] for k in ("auroc", "ap", "fpr95", "num_pos", "num_neg")}
-    pos, neg = finite_scores_by_class(labels, scores, ignore_index)
+    pos, neg = scores_by_class(labels, scores, ignore_index)
     if pos.size == 0:
         return summarize(pos, pos, pos, pos, neg.size)
-    pos.sort()
-    neg.sort()
-    starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])[::-1]
-    values = pos[starts]  # distinct positive scores, descending
-    count = np.diff(np.r_[starts[::-1], pos.size])[::-1]
-    fp = neg.size - np.searchsorted(neg, values, side="left")
-    neg_at = fp - (neg.size - np.searchsorted(neg, values, side="right"))
+    count, fp, neg_at = exact_counts(pos, neg)
     return summarize(count, np.cumsum(count), fp, neg_at, neg.size)
