@@ -35,16 +35,14 @@ def state_of(labels, scores, cls=PixelMetricState, **kw):
 
 
 def cut_to_bins(state, scores):
-    """Each score moved to the lower edge of its bin in ``state`` (the bin of +0.0 also holds -0.0 and, when
-    coarse, tiny negatives: those become 0), as float64 for scikit-learn."""
+    """Each score moved to the lower edge of its bin in ``state`` (-0.0 has the key of +0.0), as float64 for
+    scikit-learn."""
     keys = monotone_keys(np.ascontiguousarray(scores, dtype=np.float32).ravel()).astype(np.int64)
     r = np.minimum(16 + state._hist.extra_bits[keys >> 16], state.bits)
     cut = (keys >> (32 - r)) << (32 - r)
-    zero = (cut < 0x80000000) & (cut + (np.int64(1) << (32 - r)) > 0x7FFFFFFF)
     bits = np.where(cut >= 0x80000000, cut ^ 0x80000000, cut ^ 0xFFFFFFFF).astype(np.uint32)
     with np.errstate(invalid="ignore"):  # NaN scores of ignored pixels
         out = bits.view(np.float32).astype(np.float64)
-    out[zero] = 0.0
     return out.reshape(np.shape(scores))
 
 

@@ -226,48 +226,15 @@ class KeyHistogram:
         sub = (self.page_index[page].astype(np.int64) << self.page_bits) | (fine & ((1 << self.page_bits) - 1))
         return hi, sub, self.extra_bits[hi]
 
-    def position(self, key: int) -> int:
-        """Position (as in ``counts``) of the fine bin holding a key; -1 when no pixel's page holds it."""
-        hi = key >> 16
-        if not self.first_slot[hi]:
-            return -1
-        f = (key & 0xFFFF) >> (16 - int(self.extra_bits[hi]))
-        start = int(self.page_table[self.first_slot[hi] + (f >> self.page_bits)])
-        return -1 if start == NO_PAGE else start + (f & ((1 << self.page_bits) - 1))
-
-    def _zeros(self) -> tuple[int, int]:
-        """Positions of the bins of +0.0 and -0.0, each -1 when it holds no pixel (so empty pages change nothing)."""
-        out = []
-        for key in (0x80000000 & self.mask, 0x7FFFFFFF & self.mask):
-            at = self.position(key)
-            out.append(at if at >= 0 and (self.neg[at] or self.pos[at]) else -1)
-        return out[0], out[1]
-
-    def folded_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``counts`` with the bin of -0.0 added to that of +0.0 (equal scores; copies only when both hold)."""
-        neg, pos, order = self.counts()
-        zero, minus = self._zeros()
-        if zero >= 0 and minus >= 0:
-            neg, pos = neg.copy(), pos.copy()
-            neg[zero] += neg[minus]
-            pos[zero] += pos[minus]
-            neg[minus] = pos[minus] = 0
-        return neg, pos, order
-
     def edges(self, fine: np.ndarray) -> np.ndarray:
-        """Lowest key of each fine bin (positions from ``counts``); that of +0.0's bin is -0.0's, folded in."""
+        """Lowest key of each fine bin (positions from ``counts``)."""
         hi, sub, e = self.describe(fine)
-        edge = (hi << 16) | (sub << (16 - e))
-        zero, minus = self._zeros()
-        if zero >= 0 and minus >= 0:
-            m_hi, m_sub, m_e = self.describe(np.array([minus]))
-            edge[edge == 0x80000000] = (m_hi[0] << 16) | (m_sub[0] << (16 - m_e[0]))
-        return edge
+        return (hi << 16) | (sub << (16 - e))
 
     def positive_bins(self) -> tuple:
         """Per bin holding positives, in descending key order: position, positives, negatives at it and at or
         above it (int64); then the number of negatives. Other bins change no metric."""
-        neg, pos, order = self.folded_counts()
+        neg, pos, order = self.counts()
         at, count, neg_at, fp, num_neg = positive_bins(neg, pos, order, self.page_bits)
         return at, count, neg_at, fp, int(num_neg)
 

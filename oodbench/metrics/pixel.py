@@ -156,7 +156,7 @@ class PixelMetricState:
 
     def descending_bins(self, edges: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """(lowest key, positives, negatives) per nonzero bin in descending score order (keys None if not asked)."""
-        neg, pos, order = self._hist.folded_counts()
+        neg, pos, order = self._hist.counts()
         nz = self._hist.nonzero(neg, pos, order)[::-1]
         return self._hist.edges(nz) if edges else None, pos[nz].astype(np.int64), neg[nz].astype(np.int64)
 
@@ -192,8 +192,7 @@ class PixelMetricState:
     def threshold_at_tpr(self, tpr: float) -> float:
         """Score threshold t of the first bin (scanning down) whose TPR reaches ``tpr``: its lower edge, so
         ``score >= t`` on the float32 scores selects exactly that bin and those above. NaN without
-        positives. The bin of zero also holds -0.0 (and, below full resolution, tiny negatives), so its edge
-        is -0.0 or just below 0."""
+        positives. -0.0 and +0.0 share one key; the edge of their bin is given as -0.0."""
         if not 0.0 < tpr <= 1.0:
             raise ValueError(f"tpr={tpr}: use a rate in (0, 1]")
         at, pos, _, _, _ = self._hist.positive_bins()

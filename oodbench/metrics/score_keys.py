@@ -19,13 +19,15 @@ def order_key(bits, sign):
 
 @njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def monotone_key(bits, mask):
-    """``order_key`` of a float32 bit pattern (any integer view), cut to the bits of ``mask``."""
-    return order_key(bits, SIGN32) & mask
+    """The score key of a float32 bit pattern (any integer view): ``order_key``, except that -0.0 takes the key of
+    +0.0 (the scores are equal), cut to the bits of ``mask``."""
+    key = order_key(bits, SIGN32)
+    return (SIGN32 if key == SIGN32 - 1 else key) & mask
 
 
 @vectorize(["uint32(uint32)"], cache=True)
 def _keys32(bits):
-    return order_key(bits, SIGN32)
+    return monotone_key(bits, 0xFFFFFFFF)
 
 
 @vectorize(["uint16(uint16)"], cache=True)
@@ -34,7 +36,7 @@ def _keys16(bits):
 
 
 def monotone_keys(scores: np.ndarray, mask: int = 0xFFFFFFFF) -> np.ndarray:
-    """float32 scores -> new uint32 keys in score order, cut by ``mask``."""
+    """float32 scores -> new uint32 score keys (``monotone_key``) in score order, cut by ``mask``."""
     keys = _keys32(np.ascontiguousarray(scores, np.float32).view(np.uint32))
     if mask != 0xFFFFFFFF:
         keys &= np.uint32(mask)
@@ -67,7 +69,10 @@ def half_as_monotone_keys(half_keys: np.ndarray) -> np.ndarray:
 
 
 def key_as_float(key: int) -> float:
-    """The float32 score whose key is ``key``, as a Python float."""
+    """The float32 score whose key is ``key``, as a Python float; the key of zero gives -0.0 (``score >= t`` takes
+    both signed zeros either way)."""
+    if key == SIGN32:
+        return -0.0
     bits = key ^ SIGN32 if key >= SIGN32 else key ^ 0xFFFFFFFF
     return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
 
