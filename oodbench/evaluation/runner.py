@@ -245,11 +245,15 @@ class _Evaluation:
             metrics["categories"] = self.categories()
         if states.segments is not None:
             stage = self.method.segment_stage
-            seg = states.segments.compute(protocol=o.meta_protocol or stage.protocol, n_splits=stage.n_splits,
-                                          seed=o.seed, progress=o.progress)
+            protocol = o.meta_protocol or stage.protocol
+            proba = states.segments.out_of_fold(protocol, stage.n_splits, o.seed, progress=o.progress)
+            seg = states.segments.compute(protocol=protocol, n_splits=stage.n_splits, seed=o.seed, proba=proba)
             seg.update({"segment_threshold": float(self.segment_threshold),
                         "threshold_source": "calibrated" if self.calibration else "fixed",
                         "calibration": self.calibration})
+            instances = states.meta_instances(proba, self.segment_threshold)
+            if instances is not None:
+                seg["instances"] = instances
             metrics["segments"] = seg
         return metrics
 

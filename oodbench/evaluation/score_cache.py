@@ -19,12 +19,15 @@ import numpy as np
 from ..errors import OodbenchError, ScoreError
 from ..files import atomic_write
 from ..paths import home
-from ..segments.collector import ImageSegments
+from ..segments.collector import ImageSegments, OverlapTable
 
 STORAGE = "float16"  # what SegmentMeIfYouCan stores; records that use cached scores say so
-FORMAT = 4  # one <id>.npz per frame: the map, the meta stage's segments and a checksum of both (1: segments apart;
-# 2: segments of LostAndFound under mapping=metaood without its random non-hazards; 3: no checksum)
+FORMAT = 5  # one <id>.npz per frame: the map, the meta stage's segments with their instance overlap table and a
+# checksum of all (1: segments apart; 2: segments of LostAndFound under mapping=metaood without its random
+# non-hazards; 3: no checksum; 4: segments without the overlap table)
 SEGMENT_FIELDS = ("features", "targets", "num_gt", "pairs", "threshold")
+# the segments' OverlapTable, field by field (stored as instances_<field>)
+INSTANCE_FIELDS = ("gt_size", "pred_size", "pred_void", "pairs", "inter", "annotated")
 
 
 def cache_key(method_config: dict[str, Any], checkpoint_sha256: str | None, dataset: str, split: str,
@@ -54,6 +57,15 @@ def checksum(arrays: dict[str, np.ndarray]) -> str:
         h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def _table_fits(arrays: dict[str, np.ndarray], n: int) -> bool:
+    """An overlap table of ``n`` segments: sizes per segment, one intersection per in-range pair."""
+    a = {f: arrays[f"instances_{f}"] for f in INSTANCE_FIELDS}
+    pairs = a["pairs"]
+    return (a["pred_size"].shape == a["pred_void"].shape == (n,) and a["gt_size"].ndim == 1 and pairs.ndim == 2
+            and pairs.shape[1] == 2 and a["inter"].shape == pairs.shape[:1] and a["annotated"].shape == ()
+            and bool(np.all((pairs >= 0) & (pairs < [a["gt_size"].size, n]))))
 
 
 class BadCacheEntry(ScoreError):
@@ -129,7 +141,7 @@ class ScoreCache:
     def put(self, sample_id: str, stored: np.ndarray, image: np.ndarray | None,
             segments: ImageSegments | None = None, threshold: float | None = None) -> None:
         """One file per frame: the ``stored`` map with the image's digest, and the meta stage's segment features,
-        targets and touch pairs formed at ``threshold`` (no probabilities), if given."""
+        targets, touch pairs and overlap table formed at ``threshold`` (no probabilities), if given."""
         digest = image_digest(image)
         if segments is None and self._holds_segments(sample_id, digest):
             return  # the same map, with segments a concurrent shard's meta stage formed: keep them
@@ -138,6 +150,8 @@ class ScoreCache:
             arrays.update(features=np.asarray(segments.features), targets=np.asarray(segments.targets),
                           num_gt=np.array(segments.num_gt), pairs=np.asarray(segments.pairs),
                           threshold=np.array(threshold, np.float64))
+            if segments.instances is not None:
+                arrays.update({f"instances_{f}": np.asarray(getattr(segments.instances, f)) for f in INSTANCE_FIELDS})
         arrays["checksum"] = np.array(checksum(arrays))
         self._write(self._path(sample_id), lambda fh: np.savez(fh, **arrays))
 
@@ -167,6 +181,9 @@ class ScoreCache:
         present = [name for name in SEGMENT_FIELDS if name in arrays]
         if present and len(present) != len(SEGMENT_FIELDS):
             missing += sorted(set(SEGMENT_FIELDS) - set(present))
+        table = [f"instances_{f}" for f in INSTANCE_FIELDS]
+        if any(name in arrays for name in table) and not (present and all(name in arrays for name in table)):
+            missing += sorted({*table, *SEGMENT_FIELDS} - set(arrays))
         if missing:
             raise BadCacheEntry(path, f"fields {missing} are missing")
         score = arrays["score"]
@@ -182,6 +199,8 @@ class ScoreCache:
             if features.ndim != 2 or targets.shape != features.shape[:1] or pairs.ndim != 2 or pairs.shape[1] != 2:
                 raise BadCacheEntry(path, f"its segments are malformed (features {features.shape}, targets "
                                           f"{targets.shape}, pairs {pairs.shape})")
+            if "instances_pairs" in arrays and not _table_fits(arrays, targets.size):
+                raise BadCacheEntry(path, f"its segments' overlap table does not fit its {targets.size} segments")
         return arrays
 
     def discard(self, bad: BadCacheEntry) -> None:
@@ -209,8 +228,12 @@ class ScoreCache:
         if segment_threshold is not None:
             if "threshold" not in arrays or float(arrays["threshold"]) != float(segment_threshold):
                 return None
+            table = None
+            if "instances_pairs" in arrays:
+                table = OverlapTable(*(arrays[f"instances_{f}"] for f in INSTANCE_FIELDS[:-1]),
+                                     annotated=bool(arrays["instances_annotated"]))
             segments = ImageSegments(sample_id, arrays["features"], arrays["targets"], int(arrays["num_gt"]),
-                                     arrays["pairs"])
+                                     arrays["pairs"], table)
         return arrays["score"].astype(np.float32), segments
 
     def describe(self) -> dict[str, Any]:

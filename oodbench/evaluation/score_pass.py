@@ -178,7 +178,8 @@ def _finish(batch: list[Sample], out: MethodOutput, scores: list[np.ndarray], ca
             on_device = None if on_device is None else as_cached(on_device, cache)
         segments = None
         if segment_threshold is not None:
-            segments = image_segments(sample.id, out.probs[k], sample.labels_for_segments, segment_threshold, score)
+            segments = image_segments(sample.id, out.probs[k], sample.labels_for_segments, segment_threshold, score,
+                                      truth=sample.label, instance_label=sample.instance_label)
         if cache is not None:
             cache.put(sample.id, stored, sample.image, segments, segment_threshold)
         scored.append(Scored(sample, score, segments, on_device))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..metrics.bootstrap import BootstrapCollector
 from ..metrics.components import ComponentMetricState
 from ..metrics.conventions import ConventionState
@@ -13,6 +15,10 @@ from ..metrics.pixel import PixelMetricState
 from .categories import PerCategory
 from .score_pass import Scored
 from ..segments.collector import SegmentCollector
+
+
+META_SEGMENTS = ("the meta stage's segments (8-connected components of segment score >= threshold off ignored "
+                 "pixels), confidence = 1 - the meta classifier's out-of-fold P(false positive)")
 
 
 @dataclass
@@ -58,6 +64,25 @@ class EvaluationStates:
             self.instances.update(item.sample.label, item.score, item.sample.instance_label)
         if self.bootstrap is not None:
             self.bootstrap.update(item.sample.label, item.score, components=frame, image_id=item.sample.id)
+
+    def meta_instances(self, proba: np.ndarray, threshold: float) -> dict[str, Any] | None:
+        """Instance AP of the meta stage's segments formed at ``threshold``, ranked by 1 - ``proba`` (the collector's
+        ``out_of_fold`` P(FP)); None when some image's segments carry no overlap table. Undefined (NaN, with the
+        reason) when the meta classifier could not test every segment (cross-validation needs two images)."""
+        if self.segments is None or any(im.instances is None for im in self.segments.images):
+            return None
+        state = InstanceMetricState(threshold, predictions=META_SEGMENTS)
+        for im, p in zip(self.segments.images, self.segments.per_image(proba)):
+            state.add_table(im.instances, 1.0 - np.nan_to_num(p, nan=1.0))
+        result = state.compute()
+        untested = int(np.isnan(np.asarray(proba, np.float64)).sum())
+        if untested:
+            nan = float("nan")
+            result.update(ap=nan, ap50=nan, ap_per_overlap=dict.fromkeys(result["ap_per_overlap"], nan),
+                          undefined=f"the meta classifier tested {np.size(proba) - untested} of {np.size(proba)} "
+                                    f"segments (its cross-validation needs two images or more), so the others have "
+                                    f"no confidence")
+        return result
 
     def merge(self, other: "EvaluationStates") -> "EvaluationStates":
         """Add another shard's states (shards in dataset order keep order-dependent states equal to one pass)."""

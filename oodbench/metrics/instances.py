@@ -3,39 +3,42 @@ per IoU threshold in 0.50:0.05:0.95, ground-truth instances matched by predictio
 precision-recall points at the distinct confidences; the mean over thresholds is ``ap``, the first ``ap50``.
 
 Rules of the reference (cityscapesScripts' ``evaluateMatches``), kept here: ground-truth instances under
-``min_region`` pixels are ignored, and an unmatched prediction is no false positive when those and void pixels make up more than the
-IoU threshold's share of it; a second prediction matching an already matched instance is a false positive
-with the lower of the two confidences; unmatched ground truth counts as a miss. A state holds (match, confidence)
-pairs and miss counts per threshold: mergeable, and the result does not depend on the order of images."""
+``min_region`` pixels are ignored, and an unmatched prediction is no false positive when those and void pixels make
+up more than the IoU threshold's share of it; a second prediction matching an already matched instance is a false
+positive with the lower of the two confidences; unmatched ground truth counts as a miss. A state holds (match,
+confidence) pairs and miss counts per threshold: mergeable, and the result does not depend on the order of images.
+An image enters as its overlap table (sizes, void overlaps, sparse intersections), so predictions whose confidences
+are known only later (the meta classifier's) are matched without keeping maps."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-from ..labels import IGNORE_LABEL, OOD_LABEL
+from ..labels import IGNORE_LABEL
+from ..segments.collector import OverlapTable, instance_ground_truth, overlap_table
 from ..segments.components import label_components
 
 OVERLAPS = np.arange(0.5, 1.0, 0.05)
 MIN_REGION = 10  # OoDIS; the Cityscapes default is 100
+SCORE_COMPONENTS = "8-connected components of score > threshold, confidence = their mean score"
 
 
-def frame_instances(gt: np.ndarray, void: np.ndarray, pred: np.ndarray, confidence: np.ndarray,
-                    min_region: int = MIN_REGION, overlaps: np.ndarray = OVERLAPS) -> list[tuple[list, list, int]]:
-    """Per threshold (matched flags, confidences, misses) of one image: ``gt``/``pred`` instance id maps (0 none),
-    ``void`` the ignored pixels, ``confidence[i - 1]`` that of prediction ``i``."""
-    n_gt, n_pred = int(gt.max(initial=0)), int(pred.max(initial=0))
-    gt_size = np.bincount(gt.ravel(), minlength=n_gt + 1)[1:]
-    pred_size = np.bincount(pred.ravel(), minlength=n_pred + 1)[1:]
-    void_inter = np.bincount(pred[void].ravel(), minlength=n_pred + 1)[1:]
-    both = (gt > 0) & (pred > 0)
-    inter = np.bincount(gt[both].astype(np.int64) * (n_pred + 1) + pred[both], minlength=(n_gt + 1) * (n_pred + 1))
-    inter = inter.reshape(n_gt + 1, n_pred + 1)[1:, 1:]
-    confidence = np.asarray(confidence, np.float64)[:n_pred]
+def frame_instances(table: OverlapTable, confidence: np.ndarray, min_region: int = MIN_REGION,
+                    overlaps: np.ndarray = OVERLAPS) -> list[tuple[list, list, int]]:
+    """Per threshold (matched flags, confidences, misses) of one image given as its overlap table (``overlap_table``
+    makes one of id maps); ``confidence[p]`` that of prediction ``p + 1``."""
+    gt_size, pred_size, inter = table.gt_size, table.pred_size, table.dense()
+    confidence = np.asarray(confidence, np.float64).ravel()
+    if confidence.size < pred_size.size:
+        raise ValueError(f"{confidence.size} confidences for {pred_size.size} predictions: give one per prediction")
+    confidence = confidence[:pred_size.size]
     kept = pred_size > 0
+    if np.isnan(confidence[kept]).any():
+        raise ValueError("a prediction's confidence is NaN: rank predictions by finite confidences")
     counted = gt_size >= min_region
     iou = inter / np.maximum(gt_size[:, None] + pred_size[None, :] - inter, 1)
-    ignored = (void_inter + inter[~counted].sum(axis=0)) / np.maximum(pred_size, 1)
+    ignored = (table.pred_void + inter[~counted].sum(axis=0)) / np.maximum(pred_size, 1)
     out = []
     for th in overlaps:
         hits = (inter > 0) & (iou > th) & kept[None, :]
@@ -75,11 +78,12 @@ def average_precision(matched: np.ndarray, scores: np.ndarray, misses: int) -> f
 
 class InstanceMetricState:
     """Instance AP over images: predictions are the 8-connected components of ``score > threshold`` with their
-    mean score as confidence; ground truth the dataset's instance labels where given, else the 8-connected
-    components of the OoD pixels; void the ignored pixels."""
+    mean score as confidence (``update``), or given as id maps (``add``) or overlap tables (``add_table``, e.g. the
+    meta stage's segments, then named by ``predictions``); ground truth the dataset's instance labels where given,
+    else the 8-connected components of the OoD pixels; void the ignored pixels."""
 
-    def __init__(self, threshold: float, min_region: int = MIN_REGION):
-        self.threshold, self.min_region = float(threshold), int(min_region)
+    def __init__(self, threshold: float, min_region: int = MIN_REGION, predictions: str = SCORE_COMPONENTS):
+        self.threshold, self.min_region, self.predictions = float(threshold), int(min_region), predictions
         self.matched: list[list[bool]] = [[] for _ in OVERLAPS]
         self.scores: list[list[float]] = [[] for _ in OVERLAPS]
         self.misses = np.zeros(len(OVERLAPS), np.int64)
@@ -90,33 +94,34 @@ class InstanceMetricState:
     def update(self, label: np.ndarray, score: np.ndarray, instances: np.ndarray | None = None) -> None:
         """One image; ``instances``: the dataset's ground-truth instance ids (else the OoD mask's components)."""
         label, score = np.asarray(label), np.asarray(score, np.float64)
-        if instances is None:
-            gt, _ = label_components(label == OOD_LABEL)
-        else:
-            gt = np.where(label == OOD_LABEL, np.asarray(instances), 0).astype(np.int64)
-            self.annotated += 1
+        gt, annotated = instance_ground_truth(label, instances)
         pred, n_pred = label_components(score > self.threshold)
         confidence = np.bincount(pred.ravel(), weights=score.ravel(), minlength=n_pred + 1)[1:] / np.maximum(
             np.bincount(pred.ravel(), minlength=n_pred + 1)[1:], 1)
-        self.add(gt, label == IGNORE_LABEL, pred, confidence)
+        self.add_table(overlap_table(gt, label == IGNORE_LABEL, pred, annotated), confidence)
 
     def add(self, gt: np.ndarray, void: np.ndarray, pred: np.ndarray, confidence: np.ndarray) -> None:
         """One image given as instance id maps (e.g. a dataset's own instance labels, or a submission's masks)."""
-        gt_size = np.bincount(gt.ravel())[1:]
-        pred_size = np.bincount(pred.ravel())[1:]
-        self.have_gt |= bool(np.any(gt_size >= self.min_region))
-        self.have_pred |= bool(np.any(pred_size > 0))
+        self.add_table(overlap_table(gt, void, pred), confidence)
+
+    def add_table(self, table: OverlapTable, confidence: np.ndarray) -> None:
+        """One image given as its overlap table, ``confidence[p]`` that of prediction ``p + 1``."""
+        frame = frame_instances(table, confidence, self.min_region)
+        self.have_gt |= bool(np.any(table.gt_size >= self.min_region))
+        self.have_pred |= bool(np.any(table.pred_size > 0))
         self.images += 1
-        self.num_gt += int(np.count_nonzero(gt_size >= self.min_region))
-        self.num_pred += int(np.count_nonzero(pred_size > 0))
-        for k, (matched, scores, misses) in enumerate(frame_instances(gt, void, pred, confidence, self.min_region)):
+        self.annotated += int(table.annotated)
+        self.num_gt += int(np.count_nonzero(table.gt_size >= self.min_region))
+        self.num_pred += int(np.count_nonzero(table.pred_size > 0))
+        for k, (matched, scores, misses) in enumerate(frame):
             self.matched[k] += matched
             self.scores[k] += scores
             self.misses[k] += misses
 
     def merge(self, other: "InstanceMetricState") -> "InstanceMetricState":
-        if (other.threshold, other.min_region) != (self.threshold, self.min_region):
-            raise ValueError("cannot merge instance states with different thresholds or region sizes")
+        if (other.threshold, other.min_region, other.predictions) != (self.threshold, self.min_region,
+                                                                       self.predictions):
+            raise ValueError("cannot merge instance states with different thresholds, region sizes or predictions")
         for k in range(len(OVERLAPS)):
             self.matched[k] += other.matched[k]
             self.scores[k] += other.scores[k]
@@ -146,5 +151,4 @@ class InstanceMetricState:
                                 f"OoD components on the others",
                 "rules": "Cityscapes instance-level evaluation (OoDIS): IoU > t for t in 0.50:0.05:0.95, ground truth "
                          "under min_region pixels ignored, an unmatched prediction "
-                         "more than t on void or ignored instances excused; predictions: 8-connected components of "
-                         "score > threshold, confidence = their mean score"}
+                         f"more than t on void or ignored instances excused; predictions: {self.predictions}"}

@@ -1,9 +1,10 @@
 """Per-image accumulation of segment features, targets and segment/ground-truth touches, and the
 paper's segment counts (FP/FN before and after meta classification) over a split.
 
-Only (n, F) features, n targets, the ground-truth component count and the sparse touch pairs
-are kept per image, never the maps. Counting follows meta-ood ``meta_classification.py``
-(``meta_classification.remove``): FP = segments that touch no ground-truth OoD pixel; FN =
+Only (n, F) features, n targets, the ground-truth component count, the sparse touch pairs and the
+segments' overlap table with the ground-truth instances (for instance AP once the meta classifier's
+confidences are known) are kept per image, never the maps. Counting follows meta-ood
+``meta_classification.py`` (``meta_classification.remove``): FP = segments that touch no ground-truth OoD pixel; FN =
 ground-truth OoD components (8-connectivity) that no (remaining) segment pixel touches. The paper
 code's "FP after" is the number of deleted true positives (``paper_code_fp_after`` here); the
 correct count is the number of false positives that survive the deletion.
@@ -22,24 +23,78 @@ from .components import label_components
 from .features import feature_names, segment_features
 from .meta_classifier import cross_val_proba, protocol_scaling
 
-__all__ = ["ImageSegments", "SegmentCollector", "count_errors", "image_segments", "removed_mask"]
+__all__ = ["ImageSegments", "OverlapTable", "SegmentCollector", "count_errors", "image_segments",
+           "instance_ground_truth", "overlap_table", "removed_mask"]
+
+
+@dataclass
+class OverlapTable:
+    """One image as instance matching sees it, without its maps: the size of each ground-truth instance and of
+    each prediction, a prediction's void pixels, and the sparse instance/prediction intersections."""
+
+    gt_size: np.ndarray  # (G,) int64: pixels of instance g + 1 of the id map
+    pred_size: np.ndarray  # (P,) int64: pixels of prediction p + 1 (0 for an id the map lacks)
+    pred_void: np.ndarray  # (P,) int64: of them on void (ignored) pixels
+    pairs: np.ndarray  # (k, 2) int64: (instance, prediction), both 0-based, unique
+    inter: np.ndarray  # (k,) int64: pixels in both
+    annotated: bool = False  # ground truth from the dataset's instance labels, not the OoD mask's components
+
+    def dense(self) -> np.ndarray:
+        """The (G, P) intersection matrix."""
+        out = np.zeros((self.gt_size.size, self.pred_size.size), np.int64)
+        out[self.pairs[:, 0], self.pairs[:, 1]] = self.inter
+        return out
+
+
+def instance_ground_truth(label: np.ndarray, instance_label: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Ground-truth instance ids (0 none): the dataset's ``instance_label`` on OoD pixels where it gives one, else
+    the 8-connected components of the OoD pixels; and whether they came from the dataset."""
+    label = np.asarray(label)
+    if instance_label is None:
+        return label_components(label == OOD_LABEL)[0], False
+    instance_label = np.asarray(instance_label)
+    if instance_label.shape != label.shape:
+        raise ScoreError(f"instance label shape {instance_label.shape} does not match the label's {label.shape}")
+    return np.where(label == OOD_LABEL, instance_label, 0).astype(np.int64), True
+
+
+def overlap_table(gt: np.ndarray, void: np.ndarray, pred: np.ndarray, annotated: bool = False) -> OverlapTable:
+    """The overlap table of ground-truth and predicted instance id maps (0 none) and the void pixels."""
+    gt, pred = np.asarray(gt).astype(np.int64, copy=False), np.asarray(pred).astype(np.int64, copy=False)
+    if gt.shape != pred.shape or np.shape(void) != gt.shape:
+        raise ScoreError(f"instance maps differ in shape: ground truth {gt.shape}, predictions {pred.shape}, "
+                         f"void {np.shape(void)}")
+    if gt.min(initial=0) < 0 or pred.min(initial=0) < 0:
+        raise ScoreError("instance ids must be >= 0 (0: no instance)")
+    n_gt, n_pred = int(gt.max(initial=0)), int(pred.max(initial=0))
+    both = (gt > 0) & (pred > 0)
+    codes, inter = np.unique(gt[both] * (n_pred + 1) + pred[both], return_counts=True)
+    pairs = np.stack([codes // (n_pred + 1) - 1, codes % (n_pred + 1) - 1], axis=1).astype(np.int64)
+    return OverlapTable(np.bincount(gt.ravel(), minlength=n_gt + 1)[1:].astype(np.int64),
+                        np.bincount(pred.ravel(), minlength=n_pred + 1)[1:].astype(np.int64),
+                        np.bincount(pred[np.asarray(void, bool)], minlength=n_pred + 1)[1:].astype(np.int64),
+                        pairs.reshape(-1, 2), inter.astype(np.int64), bool(annotated))
 
 
 @dataclass
 class ImageSegments:
-    """What one image contributes: features (n, F), targets (n,), #gt components, touch pairs."""
+    """What one image contributes: features (n, F), targets (n,), #gt components, touch pairs, and the segments'
+    overlap table with the ground-truth instances (None where formed without it)."""
 
     image_id: str
     features: np.ndarray
     targets: np.ndarray  # 1 = false positive (touches no OoD pixel), 0 = true positive
     num_gt: int
     pairs: np.ndarray  # (k, 2) int64: (gt component, segment), both 0-based, unique
+    instances: OverlapTable | None = None  # prediction p = segment p + 1 = feature row p
 
 
 def image_segments(image_id: str, probs: np.ndarray, label: np.ndarray,
-                   threshold: float = 0.7, score: np.ndarray | None = None) -> ImageSegments:
+                   threshold: float = 0.7, score: np.ndarray | None = None, *,
+                   truth: np.ndarray | None = None, instance_label: np.ndarray | None = None) -> ImageSegments:
     """Segments, features, targets and touch pairs of one image (label: 0 / 1 OoD / 255 ignore);
-    segments come from ``score >= threshold`` (default score: normalized entropy)."""
+    segments come from ``score >= threshold`` (default score: normalized entropy). Their overlap table is taken
+    against the instances of ``truth`` (the evaluated labels, default ``label``) and ``instance_label``."""
     label = np.asarray(label)
     if label.shape != np.shape(probs)[1:]:
         raise ScoreError(f"label shape {label.shape} does not match probs {np.shape(probs)}")
@@ -51,7 +106,13 @@ def image_segments(image_id: str, probs: np.ndarray, label: np.ndarray,
     pairs = np.stack([codes // (n + 1) - 1, codes % (n + 1) - 1], axis=1).astype(np.int64)
     touched = np.zeros(n, dtype=bool)
     touched[pairs[:, 1]] = True
-    return ImageSegments(str(image_id), sf.features, (~touched).astype(np.int8), int(num_gt), pairs)
+    truth = label if truth is None else np.asarray(truth)
+    if instance_label is None and truth is label:
+        instances, annotated = gt, False  # the components just labelled
+    else:
+        instances, annotated = instance_ground_truth(truth, instance_label)
+    table = overlap_table(instances, truth == IGNORE_LABEL, sf.segments, annotated)
+    return ImageSegments(str(image_id), sf.features, (~touched).astype(np.int8), int(num_gt), pairs, table)
 
 
 def count_errors(targets: np.ndarray, removed: np.ndarray, num_gt: int,
@@ -114,18 +175,38 @@ class SegmentCollector:
         pairs_all = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
         return x, y, groups, gt_off, pairs_all
 
+    def out_of_fold(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0, *,
+                    scaling: str | None = None, n_jobs: int = 1, progress: bool = False) -> np.ndarray:
+        """Out-of-fold P(FP) of every segment, images in the order added (``cross_val_proba``; NaN: untestable).
+        ``progress``: a bar over the leave-one-out fits (stderr)."""
+        x, y, groups, _, _ = self.arrays()
+        return cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
+                               scaling=scaling, n_jobs=n_jobs, progress=progress)
+
+    def per_image(self, values: np.ndarray) -> list[np.ndarray]:
+        """One value per segment of the split (as ``out_of_fold`` returns them) cut into each image's rows."""
+        values = np.asarray(values)
+        sizes = [im.targets.size for im in self.images]
+        if values.shape[:1] != (sum(sizes),):
+            raise ValueError(f"{values.shape[0] if values.ndim else 0} values for {sum(sizes)} segments: pass one "
+                             f"per segment of the collector, in its image order (out_of_fold)")
+        return np.split(values, np.cumsum(sizes)[:-1]) if sizes else []
+
     def compute(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
                 remove_threshold: float = 0.5, *, scaling: str | None = None, n_jobs: int = 1,
-                progress: bool = False) -> dict:
+                progress: bool = False, proba: np.ndarray | None = None) -> dict:
         """Counts and meta-classifier quality over all images.
 
         Segments with out-of-fold P(FP) > ``remove_threshold`` are deleted (NaN, i.e. untestable,
         deletes nothing). ``meta_auroc``/``meta_ap`` are NaN with one class; ``meta_accuracy`` is
-        NaN only when no segment has a prediction. ``progress``: a bar over the leave-one-out fits (stderr).
+        NaN only when no segment has a prediction. ``proba``: ``out_of_fold``'s result with the same arguments,
+        when the caller needs it too (the cross-validation runs once).
         """
-        x, y, groups, num_gt, pairs = self.arrays()
-        proba = cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
-                                scaling=scaling, n_jobs=n_jobs, progress=progress)
+        _, y, _, num_gt, pairs = self.arrays()
+        if proba is None:
+            proba = self.out_of_fold(protocol, n_splits, seed, scaling=scaling, n_jobs=n_jobs, progress=progress)
+        elif np.shape(proba) != y.shape:
+            raise ValueError(f"proba of shape {np.shape(proba)} for {y.size} segments: pass out_of_fold's result")
         removed = removed_mask(proba, remove_threshold)
         result = {"num_images": len(self.images), "num_segments": int(y.size),
                   "num_gt_components": int(num_gt)}
@@ -141,13 +222,9 @@ class SegmentCollector:
                           n_jobs: int = 1, progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per image id: (out-of-fold P(FP), removed mask) of its segments, row k = segment k + 1 of
         its segment map; the very cross-validation ``compute`` runs with the same arguments."""
-        x, y, groups, _, _ = self.arrays()
-        proba = cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
-                                scaling=scaling, n_jobs=n_jobs, progress=progress)
-        removed = removed_mask(proba, remove_threshold)
-        ends = np.cumsum([im.targets.size for im in self.images]).tolist()
-        return {im.image_id: (proba[end - im.targets.size:end], removed[end - im.targets.size:end])
-                for im, end in zip(self.images, ends)}
+        proba = self.out_of_fold(protocol, n_splits, seed, scaling=scaling, n_jobs=n_jobs, progress=progress)
+        return {im.image_id: (p, removed_mask(p, remove_threshold))
+                for im, p in zip(self.images, self.per_image(proba))}
 
 
 def removed_mask(proba: np.ndarray, remove_threshold: float) -> np.ndarray:
