@@ -15,7 +15,8 @@ from realdata import REALDATA, ROAD_ANOMALY, needs
 
 from oodbench.cli import main
 from oodbench.data.base import DATASETS
-from oodbench.evaluation.oodis import folder_name, frame_name, ground_truth, read_frame
+from oodbench.evaluation.oodis import folder_name, frame_name, read_frame
+from oodbench.segments.collector import instance_ground_truth
 from oodbench.evaluation.runner import run
 from oodbench.methods import MethodOutput
 from oodbench.methods.base import METHODS
@@ -118,6 +119,11 @@ def cityscapes_ap(folder, frames, monkeypatch):
         gt_matches, pred_matches = ev.assignGt2Preds(gts, Image.open(gt_png), pred_info, args)
         matches[frame] = {"groundTruth": gt_matches, "prediction": pred_matches}
     return ev.evaluateMatches(matches, args)[0, 0]
+
+
+def ground_truth(sample):
+    """(instance ids, void) of a sample, by the rule every instance metric uses."""
+    return instance_ground_truth(sample.label, sample.instance_label)[0], sample.label == 255
 
 
 def test_cityscapes_scripts_reads_the_files_as_oodbench_does(red, monkeypatch):

@@ -24,12 +24,12 @@ from tqdm.auto import tqdm
 from ..data.base import Dataset, Sample, SkippedFileWarning
 from ..errors import OodbenchError, ScoreError
 from ..files import atomic_write
-from ..labels import IGNORE_LABEL, OOD_LABEL
+from ..labels import IGNORE_LABEL
 from ..methods import Method
 from ..metrics.conventions import create_convention
-from ..metrics.instances import InstanceMetricState
+from ..metrics.instances import InstanceMetricState, predicted_instances
 from ..outputs import check_output_dir
-from ..segments.components import label_components
+from ..segments.collector import instance_ground_truth, overlap_table
 from .export import frame_scores, staged_folder
 from .prepare import Prepared, prepare
 from .replay import Replay, second_pass
@@ -72,15 +72,6 @@ def submission_folder(path: str | Path, dataset: str, split: str) -> Path:
     if not path.is_dir():
         raise SubmissionError(f"{path}: no such folder of instance predictions (--instances)")
     return path
-
-
-def predicted_instances(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """8-connected components of ``score > threshold`` and their mean scores, as ``InstanceMetricState.update``
-    forms its predictions."""
-    score = np.asarray(score, np.float64)
-    ids, n = label_components(score > threshold)
-    sizes = np.bincount(ids.ravel(), minlength=n + 1)[1:]
-    return ids, np.bincount(ids.ravel(), weights=score.ravel(), minlength=n + 1)[1:] / np.maximum(sizes, 1)
 
 
 def write_frame(folder: Path, frame: str, ids: np.ndarray, confidence: np.ndarray) -> int:
@@ -169,22 +160,11 @@ def read_frame(folder: Path, frame: str, shape: tuple[int, int]) -> tuple[np.nda
     return pred, np.asarray(confidence, np.float64)
 
 
-def ground_truth(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-    """(instance ids, void) of a labelled sample: the dataset's instance labels on OoD pixels where it gives them,
-    else the OoD mask's 8-connected components, as ``InstanceMetricState.update`` takes them; void = label 255."""
-    label = sample.label
-    if sample.instance_label is None:
-        gt, _ = label_components(label == OOD_LABEL)
-    else:
-        gt = np.where(label == OOD_LABEL, sample.instance_label, 0).astype(np.int64)
-    return gt, label == IGNORE_LABEL
-
-
 def evaluate_submission(path: str | Path, ds: Dataset, progress: bool = False) -> dict[str, Any]:
     """Instance AP of the submission at ``path`` on every image of ``ds`` (which needs labels): the instance
     metrics ``oodbench run`` records, with the submission's masks and confidences as the predictions."""
     folder = submission_folder(path, ds.name, ds.split)
-    state = InstanceMetricState(float("nan"))
+    state = InstanceMetricState(float("nan"), predictions=f"the masks of an {SUBMISSION}, with its confidences")
     frames = set()
     for i in tqdm(range(len(ds)), desc=f"instances of {folder}", unit="img", disable=not progress):
         sample = ds[i]
@@ -193,17 +173,14 @@ def evaluate_submission(path: str | Path, ds: Dataset, progress: bool = False) -
                                 f"ground truth (OoDIS's hidden test splits are scored by its server)")
         frame = frame_name(ds.name, sample.id)
         frames.add(f"{frame}{TXT_END}")
-        gt, void = ground_truth(sample)
-        state.add(gt, void, *read_frame(folder, frame, sample.label.shape))
-        state.annotated += sample.instance_label is not None
+        gt, annotated = instance_ground_truth(sample.label, sample.instance_label)
+        pred, confidence = read_frame(folder, frame, sample.label.shape)
+        state.add_table(overlap_table(gt, sample.label == IGNORE_LABEL, pred, annotated), confidence)
     stray = sorted(p.name for p in folder.glob(f"*{TXT_END}") if p.name not in frames)
     if stray:
         warnings.warn(f"{folder}: {len(stray)} prediction file(s) belong to no image of {ds.name}/{ds.split} and are "
                       f"not evaluated: {', '.join(stray[:5])}", SkippedFileWarning, stacklevel=2)
-    got = state.compute()
-    rules = got["rules"].split("; predictions:")[0]
-    return {**got, "threshold": None, "predictions": {"format": SUBMISSION, "folder": str(folder)},
-            "rules": f"{rules}; predictions: the masks of an {SUBMISSION}, with its confidences"}
+    return {**state.compute(), "threshold": None, "predictions": {"format": SUBMISSION, "folder": str(folder)}}
 
 
 @dataclass

@@ -76,6 +76,15 @@ def average_precision(matched: np.ndarray, scores: np.ndarray, misses: int) -> f
     return float(np.dot(precision, steps))
 
 
+def predicted_instances(score: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The instances a score map predicts: 8-connected components of ``score > threshold`` (ids 1..n) and their mean
+    scores as confidences."""
+    score = np.asarray(score, np.float64)
+    ids, n = label_components(score > threshold)
+    sizes = np.bincount(ids.ravel(), minlength=n + 1)[1:]
+    return ids, np.bincount(ids.ravel(), weights=score.ravel(), minlength=n + 1)[1:] / np.maximum(sizes, 1)
+
+
 class InstanceMetricState:
     """Instance AP over images: predictions are the 8-connected components of ``score > threshold`` with their
     mean score as confidence (``update``), or given as id maps (``add``) or overlap tables (``add_table``, e.g. the
@@ -93,11 +102,9 @@ class InstanceMetricState:
 
     def update(self, label: np.ndarray, score: np.ndarray, instances: np.ndarray | None = None) -> None:
         """One image; ``instances``: the dataset's ground-truth instance ids (else the OoD mask's components)."""
-        label, score = np.asarray(label), np.asarray(score, np.float64)
+        label = np.asarray(label)
         gt, annotated = instance_ground_truth(label, instances)
-        pred, n_pred = label_components(score > self.threshold)
-        confidence = np.bincount(pred.ravel(), weights=score.ravel(), minlength=n_pred + 1)[1:] / np.maximum(
-            np.bincount(pred.ravel(), minlength=n_pred + 1)[1:], 1)
+        pred, confidence = predicted_instances(score, self.threshold)
         self.add_table(overlap_table(gt, label == IGNORE_LABEL, pred, annotated), confidence)
 
     def add(self, gt: np.ndarray, void: np.ndarray, pred: np.ndarray, confidence: np.ndarray) -> None:
