@@ -27,6 +27,9 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
     hostile = rec("alpha", 0.8, 0.97, 0.1, power=6.0, siou=0.5, segments=(9, 1, 2, 2))
     hostile["method"]["note"] = "</script><script>document.title='pwned'</script>"
+    hostile["metrics"]["categories"] = {  # as Road Anomaly records hold them
+        "animals": {"num_images": 31, "pixel": {"auroc": 0.91, "ap": 0.42, "fpr95": 0.35, "num_pos": 9, "num_neg": 90}},
+        "cones": {"num_images": 8, "pixel": {"auroc": 0.7, "ap": None, "fpr95": 0.8, "num_pos": 1, "num_neg": 9}}}
     for r in (hostile, rec("beta", 0.5, 0.9, 0.4, power=2.0), rec("gamma", None, None, None),
               rec("alpha", 0.3, dataset="fs", split="val")):
         write_record(r, root / "records")
@@ -116,7 +119,8 @@ needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="headless brow
 def test_chromium_sorts_selects_and_draws(site, tmp_path):
     """The page's script, run by the browser: the hash sorts by FPR95 ascending and ticks two rows."""
     path, ids = site
-    dom = _chromium(path, "#select=top&sort=fpr95:asc", tmp_path / "profile", "--dump-dom")
+    dom = _chromium(path, f"#select=top&sort=fpr95:asc&open={ids[('alpha', 'laf')]}", tmp_path / "profile",
+                    "--dump-dom")
     dom = dom.split('<script id="data"')[0]  # what the script drew, without the script's own text
     laf = dom.split("laf / test (benchmark v1)</h2>")[1]
     order = re.findall(r'<tr data-id="([0-9a-f]{16})"', laf)
@@ -125,6 +129,9 @@ def test_chromium_sorts_selects_and_draws(site, tmp_path):
     assert dom.count("<polyline") == 4  # top rows of both tables, ROC and PR each
     assert dom.count('<span class="swatch"') == 2 and "<title>oodbench leaderboard</title>" in dom
     assert 'alt="f0"' in dom  # alpha's score-map panel in the gallery
+    categories = dom.split("<h4>Per category</h4>")[1]  # the opened record's table, one row per category
+    assert "<th>animals</th><td>31</td><td>91.00</td><td>42.00</td><td>35.00</td>" in categories
+    assert "<th>cones</th><td>8</td><td>70.00</td><td>n/a</td>" in categories
 
 
 @needs_chromium

@@ -172,6 +172,23 @@ function kvTable(obj) {
   return el("table", {}, ...Object.entries(obj || {}).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, flat(v)))));
 }
 
+function categoryTable(categories) {  // metrics.categories: one row per frame category
+  const cols = [["pixel", "auroc", "AUROC %"], ["pixel", "ap", "AP %"], ["pixel", "fpr95", "FPR95 %"],
+    ["components", "siou", "sIoU %"], ["components", "ppv", "PPV %"], ["components", "f1_mean", "mean F1 %"]];
+  const head = el("tr", {}, el("th", {}, "category"), el("th", {}, "frames"), ...cols.map(c => el("th", {}, c[2])));
+  const rows = Object.entries(categories).map(([name, c]) => el("tr", {}, el("th", {}, name), el("td", {}, fmt(c.num_images, "int")),
+    ...cols.map(([part, key]) => el("td", {}, fmt(c[part] ? c[part][key] : null, "pct")))));
+  return el("table", {class: "categories"}, el("thead", {}, head), el("tbody", {}, ...rows));
+}
+
+function instanceSummary(metrics) {  // instance AP of score components and, for meta methods, of the meta segments
+  const out = {};
+  for (const [name, m] of [["score components", metrics.instances], ["meta segments", (metrics.segments || {}).instances]]) {
+    if (m) out[name] = `AP ${fmt(m.ap, "pct")} %, AP50 ${fmt(m.ap50, "pct")} % (${fmt(m.num_pred_instances, "int")} predicted, ${fmt(m.num_gt_instances, "int")} ground truth)`;
+  }
+  return Object.keys(out).length ? kvTable(out) : el("p", {}, "no instance metrics");
+}
+
 function openDetails(id) {
   openId = id;
   const [t, r] = rowOf(id), rec = DATA.records[id], panel = document.getElementById("details");
@@ -182,6 +199,8 @@ function openDetails(id) {
   panel.replaceChildren(close, el("h3", {}, `${r.method} on ${t.title}`),
     kvTable({record: rec.file, "content address": id, "rank rule": r.note ? t.notes[r.note - 1] : "best record of this method"}),
     el("h4", {}, "Component threshold"), choice ? kvTable(choice) : el("p", {}, "no component metrics"),
+    el("h4", {}, "Instances (OoDIS rules)"), instanceSummary(rec.metrics),
+    ...(rec.metrics.categories ? [el("h4", {}, "Per category"), categoryTable(rec.metrics.categories)] : []),
     el("h4", {}, "Conventions"), kvTable(rec.conventions),
     el("h4", {}, "Provenance"), kvTable(rec.provenance),
     el("h4", {}, "Dataset"), kvTable(rec.dataset),
