@@ -26,7 +26,7 @@ from ..errors import DatasetError
 from .base import (Dataset, Sample, check_count, check_values, hashed_frames, read_label, read_rgb,
                    register_dataset)
 from .cityscapes import check_split, default_root, require_root, resolve_expected, scan_flat_pairs
-from .lostandfound import IMAGE_SUFFIXES as LAF_IMAGE_SUFFIXES
+from .lostandfound import IMAGE_SUFFIXES as LAF_IMAGE_SUFFIXES, instance_ids
 
 FISHYSCAPES_URL = "https://fishyscapes.com"
 FS_LAF_COUNTS = {"val": 100}
@@ -150,8 +150,10 @@ class FishyscapesBase(Dataset):
 
 @register_dataset("fishyscapes_laf")
 class FishyscapesLafDataset(FishyscapesBase):
-    """Fishyscapes Lost & Found validation (100 frames). Option ``laf_root``: the LostAndFound copy the RGB
-    frames are read from (release layout only)."""
+    """Fishyscapes Lost & Found validation (100 frames). Options (release layout only): ``laf_root``, the
+    LostAndFound copy the RGB frames are read from; ``instance_root``, OoDIS's instance labels
+    (``fs_lost_found_instance``: ``gtCoarse/{test,train}/[<scene>/]<stem>_gtCoarse_instanceIds.png``), the ground
+    truth of the instance metrics."""
 
     name = "fishyscapes_laf"
     component_track = "anomaly"  # SegmentMeIfYouCan tables FishyLAFAnomaly-val under SegEval-AnomalyTrack
@@ -160,15 +162,22 @@ class FishyscapesLafDataset(FishyscapesBase):
              "or original/*.png + labels/*.png or meta-ood's <name>.png labels beside <name>.jpg images")
 
     def __init__(self, root: str | Path | None = None, split: str = "val", laf_root: str | Path | None = None,
-                 expected: int | bool | None = None):
+                 expected: int | bool | None = None, instance_root: str | Path | None = None):
         laf = Path(laf_root).expanduser() if laf_root is not None else None
         if laf is not None:
             require_root(laf, "lostandfound", "leftImg8bit/{train,test}/ (laf_root of fishyscapes_laf)", None)
+        self.instance_root = Path(instance_root).expanduser() if instance_root is not None else None
+        if self.instance_root is not None:
+            require_root(self.instance_root, "fishyscapes_laf", "gtCoarse/{test,train}/ with OoDIS's "
+                         "<stem>_gtCoarse_instanceIds.png (instance_root)", None)
+        self.instance_files: dict[Path, Path] = {}
         super().__init__(root, split, expected, laf)
+        if self.instance_root is not None and self.layout != "release":
+            raise DatasetError(f"{self.root}: instance_root pairs OoDIS's instance labels with the release's "
+                               f"<NNNN>_<stem>_labels.png files, but this copy has the {self.layout} layout")
 
     def _scan_release(self) -> list:
-        files = []
-        missing = []
+        files, missing, no_instances = [], [], []
         for label, fs_id, stem in self._release_labels():
             image = None
             if self.external_root is not None:
@@ -179,14 +188,46 @@ class FishyscapesLafDataset(FishyscapesBase):
                 if image is None:
                     missing.append(f"{stem}_leftImg8bit.png/.webp/.jpg (for {label.name})")
             files.append((image, label, f"{fs_id}_{stem}"))
+            if self.instance_root is not None:
+                found = self._instance_file(stem)
+                if found is None:
+                    no_instances.append(f"{stem}_gtCoarse_instanceIds.png (for {label.name})")
+                self.instance_files[label] = found
         if missing:
             raise DatasetError(f"{self.external_root}: {len(missing)} LostAndFound frames are missing from "
                                f"leftImg8bit/{{train,test}}/<scene>/: {_listing(missing)}; point laf_root at the "
                                f"complete LostAndFound copy")
+        if no_instances:
+            raise DatasetError(f"{self.instance_root}: {len(no_instances)} instance label files are missing from "
+                               f"gtCoarse/{{test,train}}/: {_listing(no_instances)}; point instance_root at OoDIS's "
+                               f"complete fs_lost_found_instance folder")
         return files
 
+    def _instance_file(self, stem: str) -> Path | None:
+        scene = stem.rsplit("_", 2)[0]
+        name = f"{stem}_gtCoarse_instanceIds.png"
+        candidates = [self.instance_root / "gtCoarse" / s / sub / name for s in ("test", "train") for sub in ("", scene)]
+        return next((c for c in candidates if c.is_file()), None)
+
+    def _instance_label(self, label_path: Path, label: np.ndarray) -> np.ndarray | None:
+        path = self.instance_files.get(label_path)
+        return None if path is None else instance_ids(path, label)
+
+    def _identity_paths(self, index: int) -> list[Path]:
+        extra = self.instance_files.get(self.files[index][1])
+        return super()._identity_paths(index) + ([extra] if extra is not None else [])
+
+    def _identity_tag(self) -> str:
+        return super()._identity_tag() + (":oodis-instances" if self.instance_root is not None else "")
+
+    def _relative(self, p: Path) -> str:
+        if self.instance_root is not None and p.is_relative_to(self.instance_root):
+            return "instances:" + str(p.relative_to(self.instance_root))
+        return super()._relative(p)
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "images": "laf_root" if self.external_root else IMAGES[self.layout]}
+        return {**super().describe(), "images": "laf_root" if self.external_root else IMAGES[self.layout],
+                "instances": "OoDIS instance labels (instance_root)" if self.instance_root else "OoD components"}
 
 
 @register_dataset("fishyscapes_static")

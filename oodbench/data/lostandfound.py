@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
-from .base import IGNORE_LABEL, ID_LABEL, OOD_LABEL, Dataset, Sample, check_count, check_values, register_dataset
+from .base import (IGNORE_LABEL, ID_LABEL, OOD_LABEL, Dataset, Sample, check_count, check_values, read_label,
+                   register_dataset)
 from .cityscapes import check_split, default_root, require_root, resolve_expected, scan_pairs
 
 LAF_URL = "https://www.6d-vision.com"
@@ -93,6 +94,11 @@ class LostAndFoundDataset(Dataset):
         lut = SEGMENT_LUTS.get(self.mapping)
         return None if lut is None else lut[native]
 
+    def _instance_label(self, label_path: Path, label: np.ndarray) -> np.ndarray | None:
+        """``<stem>_gtCoarse_instanceIds.png`` beside the labelIds, where the copy has it: each distinct value on the
+        OoD pixels is one object (whatever the id encoding)."""
+        return instance_ids(label_path.with_name(label_path.name.replace("_labelIds.png", "_instanceIds.png")), label)
+
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         sample = super().__getitem__(index)
         sample.meta["mapping"] = self.mapping
@@ -100,3 +106,14 @@ class LostAndFoundDataset(Dataset):
 
     def describe(self) -> dict:
         return {**super().describe(), "mapping": self.mapping}
+
+
+def instance_ids(path: Path, label: np.ndarray) -> np.ndarray | None:
+    """A LostAndFound-style instanceIds map on the OoD pixels of ``label`` (None where ``path`` does not exist)."""
+    if not path.is_file():
+        return None
+    ids = read_label(path)
+    if ids.shape != label.shape:
+        raise DatasetError(f"{path}: instance ids {ids.shape[1]}x{ids.shape[0]} differ from the labels "
+                           f"{label.shape[1]}x{label.shape[0]}; the copy is corrupt, re-extract it")
+    return np.where(label == OOD_LABEL, ids, 0).astype(np.int32)
