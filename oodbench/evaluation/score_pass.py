@@ -21,13 +21,11 @@ from ..segments.collector import ImageSegments, image_segments
 
 @dataclass
 class Scored:
-    """One sample after scoring: its checked score map, with a meta stage its segments, and the same map on the
-    GPU that computed it (``device_score``; the pixel state counts it there)."""
+    """One sample after scoring: its checked score map and, with a meta stage, its segments."""
 
     sample: Sample
     score: np.ndarray
     segments: ImageSegments | None = None
-    device_score: Any = None
 
 
 Consumer = Callable[[Scored], None]
@@ -170,27 +168,18 @@ def _finish(batch: list[Sample], out: MethodOutput, scores: list[np.ndarray], ca
     """Scored samples of a predicted batch: maps (and the meta stage's segments) cached, segments formed."""
     scored = []
     for k, (sample, score) in enumerate(zip(batch, scores)):
-        on_device = None if out.device_scores is None else out.device_scores[k]
         stored = None
         if cache is not None:
             stored = cache.stored(sample.id, score)
             score = stored.astype(np.float32)  # metrics see exactly what a resumed run will read back
-            on_device = None if on_device is None else as_cached(on_device, cache)
         segments = None
         if segment_threshold is not None:
             segments = image_segments(sample.id, out.probs[k], sample.labels_for_segments, segment_threshold, score,
                                       truth=sample.label, instance_label=sample.instance_label)
         if cache is not None:
             cache.put(sample.id, stored, sample.image, segments, segment_threshold)
-        scored.append(Scored(sample, score, segments, on_device))
+        scored.append(Scored(sample, score, segments))
     return scored
-
-
-def as_cached(scores: Any, cache: ScoreCache) -> Any:
-    """A device tensor rounded as the cache stores maps (float16, round to nearest even, as numpy), as float32."""
-    import torch
-
-    return scores.to(getattr(torch, cache.dtype.name)).to(torch.float32)
 
 
 def consume(scored: list[Scored], consumers: list[Consumer], dataset: Sequence[Sample]) -> None:

@@ -40,7 +40,7 @@ class EvaluationStates:
 
     def consume(self, item: Scored) -> None:
         label, score = item.sample.label, item.score
-        self.pixel.update(label, score if item.device_score is None else item.device_score)
+        self.pixel.update(label, score)
         for name, state in self.conventions.items():
             if name not in self.shared:
                 state.update(label, score)

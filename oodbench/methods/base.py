@@ -18,12 +18,10 @@ PAPER_ENTROPY_THRESHOLD = 0.7
 
 @dataclass
 class MethodOutput:
-    """Scores (B,H,W) float32, higher = more OoD; probs (B,C,H,W) softmax, needed by the meta stage;
-    device_scores: the scores as a torch tensor on the GPU that computed them, where the pixel state counts them."""
+    """Scores (B,H,W) float32, higher = more OoD; probs (B,C,H,W) softmax, needed by the meta stage."""
 
     scores: np.ndarray
     probs: np.ndarray | None = None
-    device_scores: Any = None
 
 
 @dataclass

@@ -1,103 +1,122 @@
-"""Methods with a fit stage on in-distribution data: ``sml``, standardized max logit (Jung et al., ICCV 2021): per
-predicted class, the mean and standard deviation of the max logit over a fit split's pixels; the score is the max
-logit standardized by its class's statistics. The statistics are cached by content key (network weights, protocol,
-fit split fingerprint) and the record names the fit split and its fingerprint."""
+"""The fit stage of methods whose score needs parameters estimated on in-distribution frames (``sml``, ``mahalanobis``,
+plugins' own): the fit split is chosen (``fit_split``), the parameters are fitted once and cached in
+``$OODBENCH_HOME/fit/`` under a content key (fit code and options, network weights and protocol, split fingerprint),
+and the record names the split, its fingerprint and a digest of the parameters."""
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
-import numpy as np
-import torch
-
+from ..data.base import Dataset, Sample
 from ..errors import OodbenchError
 from ..files import atomic_write
 from ..paths import home
-from .base import register_method
-from .model_score import ModelScoreMethod
+from .fit_split import fit_split, frame_batches
+from .model_score import ModelScoreMethod, _source
 
-FIT_SPLITS = {"embedded": ("synthetic_cityscapes", "train"), "real": ("cityscapes", "val")}
+SMALL_FIT = 50  # frames: fewer is fitted, with a warning that the statistics are rough
 
 
-class StandardizedMaxLogit(ModelScoreMethod):
-    """``-(max logit - mean[c]) / std[c]`` with c the predicted class (higher = more OoD); a class the fit split
-    predicts at fewer than two pixels takes the statistics of all fit pixels (the counts are recorded)."""
+class FittedMethod(ModelScoreMethod):
+    """A network + score whose parameters come from in-distribution frames. A subclass (a plugin's too) names its
+    ``fit_kind``, implements ``fit(batches)`` (batches of samples -> a JSON-able dict) and ``use_fit(stats)`` (set
+    ``score_fn`` or whatever scoring needs), lists in ``fit_params`` the keys of fitted parameters (recorded by
+    digest only) and in ``fit_options()`` whatever else changes the fit. ``fit_dataset``/``fit_split``/``fit_root``
+    choose the frames (default: see ``fit_split``)."""
 
-    def __init__(self, *args: Any, fit_dataset: str | None = None, fit_split: str | None = None,
-                 fit_root: str | Path | None = None, **kwargs: Any):
-        super().__init__("sml", "maxlogit", "baseline", "baseline", *args, **kwargs)
+    fit_kind = "fit"
+    fit_params: tuple[str, ...] = ()
+
+    def __init__(self, name: str, score_name: str = "maxlogit", stage: str = "baseline", card: str = "baseline", *,
+                 fit_dataset: str | None = None, fit_split: str | None = None, fit_root: str | Path | None = None,
+                 **kwargs: Any):
+        super().__init__(name, score_name, stage, card, **kwargs)
         self.fit_dataset, self.fit_split, self.fit_root = fit_dataset, fit_split, fit_root
+        self.near: Path | None = None
         self.stats: dict[str, Any] = {}
 
+    def bind(self, dataset) -> None:
+        super().bind(dataset)
+        root = getattr(dataset, "root", None)
+        self.near = Path(root) if root is not None else None
+
+    # -- what a subclass provides ---------------------------------------------------------------
+    def fit(self, batches: Iterable[list[Sample]]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def use_fit(self, stats: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def fit_options(self) -> dict[str, Any]:
+        return {}
+
+    def check_model(self) -> None:
+        """Called after the network is loaded, before fitting: refuse a network the method cannot use."""
+
+    @property
+    def fit_batch_size(self) -> int:
+        return 4 if self.network_card is None else 1  # real frames are large (logits and features at full size)
+
+    # -- the stage ------------------------------------------------------------------------------
     def setup(self, progress: bool = True) -> dict[str, Any]:
         info = super().setup(progress)
-        self.stats = self._fit(info, progress)
-        mean = torch.as_tensor(self.stats["mean"], dtype=torch.float32, device=self.device)
-        std = torch.as_tensor(self.stats["std"], dtype=torch.float32, device=self.device)
+        self.check_model()
+        self.stats = self._fitted(info, progress)
+        self.use_fit(self.stats)
+        return {**info, "fit": self.fit_record()}
 
-        def standardized(logits: torch.Tensor) -> torch.Tensor:
-            top, cls = logits.float().max(dim=1)
-            return (mean[cls] - top) / std[cls]  # higher = more OoD, like max logit's -max_c z_c
-
-        self.score_fn = standardized
-        fit = {k: v for k, v in self.stats.items() if k not in ("mean", "std")}
-        return {**info, "fit": fit}
-
-    def _fit(self, info: dict[str, Any], progress: bool) -> dict[str, Any]:
-        from ..data import load_dataset
-        from ..evaluation.score_pass import batches
-
-        default = FIT_SPLITS["embedded" if self.domain == "embedded" and self.network is None else "real"]
-        name, split = self.fit_dataset or default[0], self.fit_split or default[1]
+    def fit_frames(self) -> Dataset:
+        embedded = self.domain == "embedded" and self.network is None
         try:
-            data = load_dataset(name, split=split, root=self.fit_root)
+            return fit_split(self.fit_dataset, self.fit_split, self.fit_root, embedded, self.near)
         except OodbenchError as exc:
-            raise OodbenchError(f"sml fits its class statistics on {name}/{split}, which is unavailable ({exc}); "
-                                f"give fit_dataset/fit_split/fit_root of an in-distribution split") from exc
+            raise OodbenchError(f"method {self.name!r} fits on in-distribution frames, and none are available: {exc}"
+                                ) from exc
+
+    def fit_key(self, info: dict[str, Any], data: Dataset, fingerprint: str) -> str:
+        """The content key of a fit: everything that changes the fitted parameters."""
+        parts = [self.fit_kind, self.fit_options(), _source(type(self).fit), info.get("checkpoint_sha256"),
+                 self.model_label, self.protocol.describe(), data.name, data.split, fingerprint]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _fitted(self, info: dict[str, Any], progress: bool) -> dict[str, Any]:
+        data = self.fit_frames()
         fingerprint = data.fingerprint()
-        key = hashlib.sha256(json.dumps([info.get("checkpoint_sha256"), self.model_label, self.protocol.describe(),
-                                         name, split, fingerprint], sort_keys=True, default=str).encode()).hexdigest()
-        path = home() / "fit" / f"sml-{key[:32]}.json"
+        path = home() / "fit" / f"{self.fit_kind}-{self.fit_key(info, data, fingerprint)[:32]}.json"
+        if len(data) < SMALL_FIT:
+            warnings.warn(f"method {self.name!r} fits on {len(data)} frames of {data.name}/{data.split}: a tiny fit "
+                          f"set, so its statistics are rough (the published methods fit on thousands of frames)",
+                          stacklevel=3)
         if path.is_file():
-            return json.loads(path.read_text())
-        sums = counts = squares = None
-        for batch in batches(data, 4, ahead=False):
-            logits = self.logits(np.stack([s.image for s in batch]))
-            top, cls = logits.float().max(dim=1)
-            c, t = cls.reshape(-1).cpu(), top.reshape(-1).double().cpu()
-            n = logits.shape[1]
-            counts = (0 if counts is None else counts) + torch.bincount(c, minlength=n).double()
-            sums = (0 if sums is None else sums) + torch.bincount(c, weights=t, minlength=n)
-            squares = (0 if squares is None else squares) + torch.bincount(c, weights=t * t, minlength=n)
-        if counts is None:
-            raise OodbenchError(f"sml: the fit split {name}/{split} has no frames; give an in-distribution split")
-        total = counts.sum()
-        pooled_mean = sums.sum() / total
-        pooled_std = ((squares.sum() - total * pooled_mean**2) / (total - 1)).clamp(min=0).sqrt()
-        seen = counts > 1
-        mean = torch.where(seen, sums / counts.clamp(min=1), pooled_mean)
-        var = (squares - counts * mean**2) / (counts - 1).clamp(min=1)
-        std = torch.where(seen & (var > 0), var.clamp(min=0).sqrt(), pooled_std)
-        stats = {"dataset": name, "split": split, "fingerprint": fingerprint, "num_images": len(data),
-                 "pixels_per_class": counts.long().tolist(), "classes_pooled": int((~seen).sum()),
-                 "mean": mean.tolist(), "std": std.tolist()}
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                warnings.warn(f"{path}: the cached fit is damaged ({exc}); fitting again", stacklevel=3)
+        if len(data) == 0:
+            raise OodbenchError(f"{self.name}: the fit split {data.name}/{data.split} has no frames; give an "
+                                f"in-distribution split with frames")
+        batches: Iterable[list[Sample]] = frame_batches(data, self.fit_batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"fitting {self.name} on {data.name}/{data.split}", unit="batch")
+        stats = {"kind": self.fit_kind, "dataset": data.name, "split": data.split, "fingerprint": fingerprint,
+                 "num_images": len(data), "options": self.fit_options(), **self.fit(batches)}
         atomic_write(path, json.dumps(stats))
         return stats
 
+    def params_digest(self) -> str:
+        params = {k: self.stats.get(k) for k in self.fit_params}
+        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+    def fit_record(self) -> dict[str, Any]:
+        """What the record says of the fit: split, fingerprint, counts, and the parameters by digest."""
+        return {**{k: v for k, v in self.stats.items() if k not in self.fit_params}, "params": self.params_digest()}
+
     def maps_config(self) -> dict[str, Any]:
-        """The maps depend on the fitted statistics too."""
-        digest = hashlib.sha256(json.dumps([self.stats.get("mean"), self.stats.get("std")]).encode()).hexdigest()
-        return {**super().maps_config(), "fit": {"dataset": self.stats.get("dataset"), "split": self.stats.get("split"),
-                                                 "fingerprint": self.stats.get("fingerprint"), "stats": digest[:16]}}
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "score": "standardized max logit"}
-
-
-@register_method("sml", meta=True)
-def sml(seed: int = 0, checkpoint: str | Path | None = None, network: str | None = None, device: str | None = None,
-        amp: bool | None = None, **_: Any) -> StandardizedMaxLogit:
-    """Standardized max logit on the baseline network, statistics fitted on the in-distribution split."""
-    return StandardizedMaxLogit(seed=seed, checkpoint=checkpoint, network=network, device=device, amp=amp)
+        """The maps depend on the fitted parameters too."""
+        fit = {k: self.stats.get(k) for k in ("dataset", "split", "fingerprint")}
+        return {**super().maps_config(), "fit": {**fit, "stats": self.params_digest()}}

@@ -1,6 +1,7 @@
 """Methods made of a segmentation model and a score function over its logits."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import sys
@@ -97,32 +98,63 @@ class ModelScoreMethod(Method):
 
     @torch.no_grad()
     def predict(self, images: np.ndarray) -> MethodOutput:
-        logits = self.logits(images)
-        on_device = self.score_fn(logits).float()
-        scores, kept = on_device.cpu().numpy(), on_device if self.device.type != "cpu" else None
+        logits, scores = self.score_batch(images)
+        scores = scores.float().cpu().numpy()
         if self.segment_stage is None:
-            return MethodOutput(scores=scores, device_scores=kept)
-        return MethodOutput(scores=scores, probs=torch.softmax(logits.float(), dim=1).cpu().numpy(), device_scores=kept)
+            return MethodOutput(scores=scores)
+        return MethodOutput(scores=scores, probs=torch.softmax(logits.float(), dim=1).cpu().numpy())
 
-    @torch.no_grad()
-    def logits(self, images: np.ndarray) -> torch.Tensor:
-        """(B,H,W,3) uint8 frames -> the score classes' logits (B,C,H,W) at frame size, by the network's protocol."""
+    def score_batch(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, scores) of a batch on the device; methods scoring more than the logits (features) override it."""
+        logits = self.logits(images)
+        return logits, self.score_fn(logits)
+
+    def _input(self, images: np.ndarray) -> torch.Tensor:
+        """(B,H,W,3) uint8 frames -> the network's input (B,3,h,w) on the device, by the network's protocol."""
         if self.model is None:
             raise RuntimeError(f"method {self.name!r}: call setup() before predict()")
-        size = images.shape[1:3]
         x = torch.from_numpy(np.ascontiguousarray(self.protocol.prepare(images)))
         if self.device.type == "cuda":  # page-locked, so that the copy runs asynchronously
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.amp:
-            dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-            with torch.autocast(self.device.type, dtype=dtype):
-                logits = self.model(x).float()
-        else:
-            logits = self.model(x)
-        return self.protocol.restore(logits, size)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _precision(self):
+        """Mixed precision where ``amp`` (fp16 on CUDA, bf16 on CPU), else nothing."""
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.float16 if self.device.type == "cuda" else torch.bfloat16)
+
+    @torch.no_grad()
+    def logits(self, images: np.ndarray) -> torch.Tensor:
+        """(B,H,W,3) uint8 frames -> the score classes' logits (B,C,H,W) at frame size, by the network's protocol."""
+        x = self._input(images)
+        with self._precision():
+            logits = self.model(x).float() if self.amp else self.model(x)
+        return self.protocol.restore(logits, images.shape[1:3])
+
+    @torch.no_grad()
+    def logits_and_features(self, images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B,C,H,W) as ``logits`` gives them, and the network's penultimate features (B,D,H,W) resized to the
+        frame the same way (the network's own resize to its input, then the protocol's), so the network's 1x1
+        classifier over the features gives the logits pixel for pixel."""
+        net = self.require_features()
+        x = self._input(images)
+        with self._precision():
+            feats = net.features(x)
+            logits, feats = net.resize(net.classifier(feats), x.shape[-2:]), net.resize(feats, x.shape[-2:])
+        size = images.shape[1:3]
+        return self.protocol.restore(logits.float(), size), self.protocol.resize(feats.float(), size)
+
+    def require_features(self) -> nn.Module:
+        """The set-up network, if it exposes penultimate features (``features``, ``classifier``, ``resize``)."""
+        if self.model is None:
+            raise RuntimeError(f"method {self.name!r}: call setup() before predict()")
+        if not all(callable(getattr(self.model, a, None)) for a in ("features", "classifier", "resize")):
+            raise OodbenchError(f"method {self.name!r} needs the penultimate features of its network, and "
+                                f"{self.model_label!r} exposes none (features/classifier/resize); run it on the "
+                                f"embedded benchmark (tiny_deeplab) or with --network espnetv2_cityscapes")
+        return self.model
 
     def config(self) -> dict[str, Any]:
         stage, card = self.segment_stage, self.network_card

@@ -171,7 +171,8 @@ class PyramidPool(nn.Module):
         if not final:
             self.br = SeqBNPReLU(cout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def merged(self, x: torch.Tensor) -> torch.Tensor:
+        """The stage up to its last 1x1 (``width`` channels); in the final stage, the network's penultimate features."""
         x = self.projection_layer(x)
         h, w = x.shape[-2:]
         levels = []
@@ -183,7 +184,10 @@ class PyramidPool(nn.Module):
                 levels.append(upsample(conv(F.adaptive_avg_pool2d(x, size)), (h, w)))
             else:
                 levels.append(conv(x))
-        out = self.merge_layer(torch.cat(levels, dim=1))
+        return self.merge_layer[:-1](torch.cat(levels, dim=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.merge_layer[-1](self.merged(x))
         return out if self.final else self.br(out)
 
 

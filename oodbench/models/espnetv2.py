@@ -62,7 +62,8 @@ class ESPNetv2Seg(nn.Module):
     a pyramid-pooling stage; the stride-2 result is resized to the input size. The reference upsamples
     with ``scale_factor=2`` and so fails with a shape mismatch unless every encoder side doubles back
     exactly (as for H, W divisible by 16); here the upsample targets the skip's size: bitwise the same in
-    that case, and pixel centres still align exactly otherwise (odd side 2n-1 from n), so any size runs."""
+    that case, and pixel centres still align exactly otherwise (odd side 2n-1 from n), so any size runs.
+    ``forward`` is ``resize(classifier(features(x)))``, the penultimate-feature path of feature-space methods."""
 
     def __init__(self, scale: float = 2.0, num_classes: int = 20):
         super().__init__()
@@ -98,16 +99,29 @@ class ESPNetv2Seg(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (B, min(num_classes // 2, 16), H/2, W/2): what the classifier 1x1 projects."""
         s2, s4, s8, s16 = self.base_net(self.normalize(x))
         y = self.bu_dec_l1(s16)
         steps = ((s8, self.merge_enc_dec_l2, self.bu_br_l2, self.bu_dec_l2),
                  (s4, self.merge_enc_dec_l3, self.bu_br_l3, self.bu_dec_l3),
                  (s2, self.merge_enc_dec_l4, self.bu_br_l4, self.bu_dec_l4))
         for skip, gate, norm, stage in steps:
-            y = stage(norm(gate(skip) + upsample(y, skip.shape[-2:])))
-        return upsample(y, size)
+            y = norm(gate(skip) + upsample(y, skip.shape[-2:]))
+            y = stage.merged(y) if stage.final else stage(y)
+        return y
+
+    @property
+    def classifier(self) -> nn.Conv2d:
+        """The last 1x1 (with bias) of the final decoder stage: penultimate features -> logits."""
+        return self.bu_dec_l4.merge_layer[-1]
+
+    def resize(self, x: torch.Tensor, size) -> torch.Tensor:
+        """How the logits reach the input size (bilinear, align_corners=True); features resized alike stay aligned."""
+        return upsample(x, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resize(self.classifier(self.features(x)), x.shape[-2:])
 
 
 @register_model("espnetv2")

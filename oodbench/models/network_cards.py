@@ -41,10 +41,15 @@ class InferenceProtocol:
         """Network logits (B,C,h,w) -> the score classes at the frame size (H, W)."""
         if self.score_channels is not None:
             logits = logits[:, : self.score_channels]
-        logits = logits.contiguous()  # a channels-last network's logits: scores reduce over channels 2x-6x faster
-        if tuple(logits.shape[-2:]) != tuple(size):
-            logits = F.interpolate(logits.float(), size=tuple(size), mode="bilinear", align_corners=False)
-        return logits
+        return self.resize(logits, size)
+
+    def resize(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Network maps (B,C,h,w) at the input size -> the frame size (H, W), as the logits return (every channel
+        kept: also the penultimate features)."""
+        maps = maps.contiguous()  # a channels-last network's maps: scores reduce over channels 2x-6x faster
+        if tuple(maps.shape[-2:]) != tuple(size):
+            maps = F.interpolate(maps.float(), size=tuple(size), mode="bilinear", align_corners=False)
+        return maps
 
     def describe(self) -> dict[str, Any]:
         return {"input_size": list(self.input_size) if self.input_size else "full resolution",

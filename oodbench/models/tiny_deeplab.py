@@ -35,7 +35,8 @@ class Normalize(nn.Module):
 
 class TinyDeepLab(nn.Module):
     """Encoder at strides 2/4/8, a three-branch dilated context module (the ASPP idea), and a
-    decoder fusing stride-2 features; logits are upsampled to the input size."""
+    decoder fusing stride-2 features; logits are upsampled to the input size. ``forward`` is
+    ``resize(classifier(features(x)))``: the penultimate-feature path of feature-space methods (mahalanobis)."""
 
     def __init__(self, num_classes: int = 19, width: int = 32):
         super().__init__()
@@ -50,15 +51,20 @@ class TinyDeepLab(nn.Module):
         self.decoder = nn.Sequential(conv_bn(4 * w + w // 2, 2 * w), conv_bn(2 * w, 2 * w))
         self.classifier = nn.Conv2d(2 * w, num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        x = self.normalize(x)
-        low = self.stem(x)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (B, 2*width, H/2, W/2): the decoder output that the 1x1 classifier reads."""
+        low = self.stem(self.normalize(x))
         deep = self.stage3(self.stage2(low))
         deep = self.project(torch.cat([branch(deep) for branch in self.context], dim=1))
         deep = F.interpolate(deep, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        out = self.classifier(self.decoder(torch.cat([deep, self.low(low)], dim=1)))
-        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return self.decoder(torch.cat([deep, self.low(low)], dim=1))
+
+    def resize(self, x: torch.Tensor, size) -> torch.Tensor:
+        """How the logits reach the input size (bilinear, align_corners=False); features resized alike stay aligned."""
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resize(self.classifier(self.features(x)), x.shape[-2:])
 
 
 @register_model("tiny_deeplab")
