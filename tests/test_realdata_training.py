@@ -40,7 +40,7 @@ from oodbench.scores import SCORES
 from oodbench.training.distributed import DistContext
 from oodbench.training.loss import IGNORE_ID, OOD_ID, entropy_maximization_loss, split_entmax_loss
 from oodbench.training.network_setup import ProtocolFrames
-from oodbench.training.validation import evaluate_protocol_miou
+from oodbench.training.validation import evaluate_miou
 
 NETWORK = "espnetv2_cityscapes"
 WEIGHTS = espnetv2_weights(2.0)
@@ -233,7 +233,7 @@ def test_validation_with_the_protocol_and_known_classes_kept(runs):
         found[name] = float((pred[known] == frame.label[known]).mean()), float(miou)
     print(f"\n{VAL_FRAME} pixel accuracy, mIoU: {found}")
     loader = DataLoader(ProtocolFrames(val, 1, card.protocol), batch_size=1)
-    assert evaluate_protocol_miou(card_network(WEIGHTS), loader, card.protocol, 19, DistContext()) == \
+    assert evaluate_miou(card_network(WEIGHTS), loader, 19, DistContext(), protocol=card.protocol) == \
         pytest.approx(found["published"][1], abs=1e-9)
     assert found["published"][0] == pytest.approx(0.947, abs=0.002)
     assert found["fine-tuned"][0] > 0.85

@@ -1,6 +1,6 @@
-"""Entropy-maximization training at real scale, on small Cityscapes + COCO-proxy fixtures in the real layouts:
-both proxy modes, streaming data, bit-identical resume, weights_only checkpoints, the JSONL log, AMP,
-torchrun-style DDP over gloo, and the CLI."""
+"""The one trainer on small Cityscapes + COCO-proxy fixtures in the real layouts: entropy maximization in both
+proxy modes, closed-set training, streaming data, bit-identical resume (indexed and stream sampling), weights_only
+checkpoints, the JSONL log, AMP, torchrun-style DDP over gloo, and the CLI."""
 from __future__ import annotations
 
 import json
@@ -21,13 +21,14 @@ from oodbench.errors import CheckpointError, OodbenchError
 from oodbench.models import MODELS, create_model
 from oodbench.models.checkpoint import load_into, save_checkpoint
 from oodbench.models.tiny_deeplab import TinyDeepLab
+from oodbench.scores import SCORES
+from oodbench.training.config import EntmaxConfig
 from oodbench.training.distributed import DistContext, init_distributed, shard_epoch, shutdown
-from oodbench.training.entmax_data import EntmaxTrainData, FrameData, upscale_small
-from oodbench.training.loop import TrainConfig, mean_iou, train_model
+from oodbench.training.entmax_data import EntmaxTrainData, upscale_small
 from oodbench.training.loss import IGNORE_ID, OOD_ID
+from oodbench.training.proxy import paste_proxy
 from oodbench.training.train_state import capture_rng, restore_rng
-from oodbench.training.trainer import EntmaxConfig, EntmaxTrainer, train_entmax
-from oodbench.training.validation import evaluate_miou
+from oodbench.training.trainer import EntmaxTrainer, train_entmax
 
 from layout_files import write_cityscapes_split, write_coco_proxy_split
 
@@ -164,25 +165,36 @@ def test_rng_state_round_trip_through_weights_only(tmp_path):
     assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
 
 
-def test_resume_is_bit_identical(roots, tmp_path):
-    """2 epochs in one go == 1 epoch + resume, and == a run cut mid-epoch by --max-steps + resume (with dropout,
-    and with Adam kept across epochs so the restored optimizer state matters)."""
+@pytest.mark.parametrize("recipe", [
+    {"model": "test_tiny_dropout", "model_options": {}},  # dropout: matches only if the torch RNG state is restored
+    {"objective": "cross_entropy", "schedule": "onecycle", "sampling": "stream", "channels_last": True},  # embedded
+], ids=["entmax-indexed", "closed-set-stream-onecycle"])
+def test_resume_is_bit_identical(roots, tmp_path, recipe):
+    """2 epochs in one go == 1 epoch + resume, and == a run cut mid-epoch by --max-steps + resume (with Adam kept
+    across epochs so the restored optimizer state matters; the one-cycle schedule's state and the stream's draws
+    too)."""
     def cfg(**kw):
-        return _cfg(roots, model="test_tiny_dropout", model_options={}, fresh_optimizer=False, **kw)
+        return _cfg(roots, fresh_optimizer=False, **recipe, **kw)
 
     full = train_entmax(cfg(epochs=2), tmp_path / "full", progress=False)
-    train_entmax(cfg(epochs=1), tmp_path / "split", progress=False)
-    split = train_entmax(cfg(epochs=2), tmp_path / "split", resume=True, progress=False)
+    runs = {}
+    if recipe.get("schedule") == "onecycle":  # sized for the run's epochs, which a resume therefore keeps
+        with pytest.raises(CheckpointError, match="epochs: checkpoint 2, now 3"):
+            train_entmax(cfg(epochs=3), tmp_path / "full", resume=True, progress=False)
+    else:
+        train_entmax(cfg(epochs=1), tmp_path / "split", progress=False)
+        runs["split"] = train_entmax(cfg(epochs=2), tmp_path / "split", resume=True, progress=False)
     cut = train_entmax(cfg(epochs=2, max_steps=3), tmp_path / "cut", progress=False)
     assert not cut["finished"] and cut["step"] == 3
-    cut = train_entmax(cfg(epochs=2), tmp_path / "cut", resume=True, progress=False)
+    runs["cut"] = train_entmax(cfg(epochs=2), tmp_path / "cut", resume=True, progress=False)
     ref = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
-    for name, summary in (("split", split), ("cut", cut)):
+    for name, summary in runs.items():
         other = torch.load(tmp_path / name / "last.pt", weights_only=True)
         assert summary["step"] == full["step"] and summary["miou_after"] == full["miou_after"]
         assert _states_equal(ref["model"], other["model"])
         assert all(_states_equal(ref["optimizer"]["state"][k], other["optimizer"]["state"][k])
                    for k in ref["optimizer"]["state"])
+        assert ref["scheduler"] == other["scheduler"]
         assert [r["loss"] for r in _records(tmp_path / name, "epoch")] == \
             [r["loss"] for r in _records(tmp_path / "full", "epoch")]
         assert [r["step"] for r in _records(tmp_path / name, "train")] == list(range(1, full["step"] + 1))
@@ -211,29 +223,51 @@ def test_resume_takes_its_weights_from_the_state_not_from_init(roots, tmp_path):
     assert summary["finished"] and summary["step"] > 1
 
 
-def test_streaming_miou_equals_mean_iou(roots):
-    val = DATASETS.create("cityscapes", root=roots[0], split="val", expected=False)
-    torch.manual_seed(0)
-    model = create_model("tiny_deeplab", num_classes=19, **TINY).eval()
-    streamed = evaluate_miou(model, DataLoader(FrameData(val), batch_size=2), 19, DistContext())
-    assert streamed == pytest.approx(mean_iou(model, list(val), 19), abs=1e-12)
+@pytest.fixture(scope="module")
+def closed_set(roots, tmp_path_factory):
+    """A model of the fixture frames trained closed-set, as the embedded baseline is: cross-entropy, one cycle."""
+    out = tmp_path_factory.mktemp("closed_set")
+    train_entmax(_cfg(roots, objective="cross_entropy", schedule="onecycle", fresh_optimizer=False, sampling="stream",
+                      channels_last=True, epochs=15, lr=1e-2, batch_size=4, val_every=0), out, progress=False)
+    return out / "model.pt"
 
 
-def test_init_checkpoint_and_amp_keep_miou(roots, tmp_path):
+def test_init_checkpoint_and_amp_keep_miou(roots, closed_set, tmp_path):
     """Fine-tuning a trained model from --init starts at its mIoU and, as in the paper, costs little of it;
     bf16 autocast runs on the CPU."""
-    train = list(DATASETS.create("cityscapes", root=roots[0], split="train", expected=False))
-    torch.manual_seed(0)
-    base = create_model("tiny_deeplab", num_classes=19, **TINY)
-    train_model(base, train, [], TrainConfig(epochs=15, lr=1e-2, batch_size=4, crop=48, seed=0), progress=False)
-    save_checkpoint(base.state_dict(), tmp_path / "base.pt")
     for amp in (False, True):
         out = tmp_path / f"amp{amp}"
-        cfg = _cfg(roots, init=str(tmp_path / "base.pt"), lr=3e-4, epochs=2, amp=amp)
+        cfg = _cfg(roots, init=str(closed_set), lr=3e-4, epochs=2, amp=amp)
         summary = train_entmax(cfg, out, progress=False)
         assert summary["miou_before"] > 0.5
         assert summary["miou_after"] > summary["miou_before"] - 0.1
         assert all(math.isfinite(r["loss"]) for r in _records(out, "train"))
+
+
+def test_entmax_raises_entropy_on_proxies_not_on_known_pixels(roots, closed_set, tmp_path):
+    """Same start, same steps: entropy-maximization fine-tuning lifts proxy-pixel entropy far above what
+    closed-set fine-tuning gives, while in-distribution entropy stays low."""
+    cs, coco = roots
+    frames = DATASETS.create("cityscapes", root=cs, split="train", expected=False)
+    proxies = DATASETS.create("coco_proxy", root=coco)
+    rng = np.random.default_rng(5)
+    pairs = [paste_proxy(f.image, f.label, proxies[i % len(proxies)], rng) for i, f in enumerate(frames)]
+    x = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).float()
+    label = np.stack([p[1] for p in pairs])
+    results = {}
+    for objective in ("cross_entropy", "entmax"):
+        cfg = _cfg(roots, init=str(closed_set), objective=objective, proxy_mode="paste", proxy_fraction=1.0,
+                   epochs=4, seed=1, val_every=0)
+        train_entmax(cfg, tmp_path / objective, progress=False)
+        model = create_model("tiny_deeplab", num_classes=19, **TINY)
+        load_into(model, tmp_path / objective / "model.pt")
+        with torch.no_grad():
+            e = SCORES.get("entropy")(model.eval()(x)).numpy()
+        results[objective] = e[label == OOD_ID].mean(), e[label < 19].mean()
+    (ce_ood, ce_id), (em_ood, em_id) = results["cross_entropy"], results["entmax"]
+    assert em_ood > ce_ood + 0.15
+    assert em_id < ce_id + 0.1
+    assert em_ood - em_id > ce_ood - ce_id + 0.15
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg: EntmaxConfig, out: str) -> None:

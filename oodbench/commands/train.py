@@ -18,7 +18,8 @@ def _percent(value) -> str:
 
 
 def cmd_train_dataset(args: argparse.Namespace) -> int:
-    from ..training.trainer import EntmaxConfig, train_entmax
+    from ..training.config import EntmaxConfig
+    from ..training.trainer import train_entmax
 
     if args.network is not None:
         flags = (("--model", args.model is not None), ("--model-option", args.model_option))

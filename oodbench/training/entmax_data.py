@@ -11,7 +11,6 @@ from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 
 from ..data.base import Sample
-from ..errors import DatasetError
 from .loss import IGNORE_ID, OOD_ID
 from .proxy import PROXY_MODES, paste_proxy, whole_proxy
 
@@ -56,15 +55,13 @@ def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torc
 class EntmaxTrainData(TorchDataset):
     """One epoch = every in-distribution frame once, plus, in ``whole`` mode, ``int(proxy_fraction * frames)``
     distinct proxy images drawn afresh (the paper code: 2975 + 297), or, in ``paste`` mode, a proxy object
-    pasted into each frame with probability ``proxy_fraction``; shuffled. Call ``set_epoch`` before iterating."""
+    pasted into each frame with probability ``proxy_fraction``; shuffled. Without proxies, the frames alone
+    (closed-set training). Call ``set_epoch`` before iterating."""
 
     def __init__(self, frames: Sequence[Sample], proxies: Sequence[Sample], mode: str = "whole",
                  proxy_fraction: float = 0.1, crop: int = 480, seed: int = 0):
         if mode not in PROXY_MODES:
             raise ValueError(f"unknown proxy mode {mode!r}; choose one of {PROXY_MODES}")
-        if len(frames) == 0 or len(proxies) == 0:
-            raise DatasetError(f"entropy maximization needs frames and proxies; got {len(frames)} frames and "
-                               f"{len(proxies)} proxy images")
         self.frames, self.proxies = frames, proxies
         self.mode, self.proxy_fraction, self.crop, self.seed = mode, proxy_fraction, crop, seed
         self.epoch = -1
@@ -74,7 +71,9 @@ class EntmaxTrainData(TorchDataset):
         """Draw epoch ``epoch``'s plan: (frame index or -1, proxy index or -1) per position."""
         rng = np.random.default_rng([self.seed, epoch, 0])
         n = len(self.frames)
-        if self.mode == "whole":
+        if len(self.proxies) == 0:
+            plan = [(i, NO_ITEM) for i in range(n)]
+        elif self.mode == "whole":
             k = min(len(self.proxies), max(1, int(self.proxy_fraction * n)))
             picks = rng.choice(len(self.proxies), size=k, replace=False)
             plan = [(i, NO_ITEM) for i in range(n)] + [(NO_ITEM, int(j)) for j in picks]

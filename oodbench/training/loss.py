@@ -1,10 +1,13 @@
-"""The paper's entropy-maximization objective as a soft-target cross-entropy."""
+"""The paper's entropy-maximization objective as a soft-target cross-entropy, and closed-set cross-entropy
+(how the network it fine-tunes is trained first)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 IGNORE_ID = 255
 OOD_ID = 254  # OoD proxy pixels in training label maps (the paper code's convention)
+OBJECTIVES = ("entmax", "cross_entropy")
 
 
 def soft_targets(labels: torch.Tensor, num_classes: int, lam: float = 0.9) -> torch.Tensor:
@@ -51,3 +54,12 @@ def split_entmax_loss(logits: torch.Tensor, labels: torch.Tensor, lam: float = 0
     ood = -(torch.log_softmax(logits[:, :k], dim=1).sum(1) * (labels == OOD_ID)).sum() / k
     b, _, h, w = logits.shape
     return ((1.0 - lam) * in_dist + lam * ood) / (b * k * h * w)
+
+
+def objective_loss(objective: str, logits: torch.Tensor, labels: torch.Tensor, lam: float = 0.9,
+                   score_channels: int | None = None) -> torch.Tensor:
+    """``split_entmax_loss`` for "entmax"; for "cross_entropy", the mean cross-entropy over all outputs on the
+    pixels with a train id (ignore pixels excluded)."""
+    if objective == "cross_entropy":
+        return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_ID)
+    return split_entmax_loss(logits, labels, lam, score_channels)

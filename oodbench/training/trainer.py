@@ -1,13 +1,13 @@
-"""Entropy-maximization fine-tuning at real scale (Chan et al. 2021): Cityscapes + COCO proxies streamed
-through a DataLoader, the paper's schedule by default, AMP, torchrun/DDP, resumable atomic checkpoints,
-and a JSON-lines log of losses and validation mIoU. With a network card (``network``), the card gives the
-model, its options, class count, initial weights and inference protocol: frames reach the network at the
-protocol's input size, and the OoD term and validation see only its score channels."""
+"""The one trainer. By default entropy-maximization fine-tuning at real scale (Chan et al. 2021): Cityscapes +
+COCO proxies streamed through a DataLoader, the paper's schedule, AMP, torchrun/DDP, resumable atomic checkpoints,
+and a JSON-lines log of losses and validation mIoU; its config also trains closed-set (the embedded benchmark's
+preset, ``embedded.stage_config``). With a network card (``network``), the card gives the model, its options,
+class count, initial weights and inference protocol: frames reach the network at the protocol's input size,
+and the OoD term and validation see only its score channels."""
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,82 +20,32 @@ from ..errors import CheckpointError, DatasetError, OodbenchError
 from ..models.checkpoint import load_into, save_checkpoint
 from ..models.network_cards import InferenceProtocol, NetworkCard
 from ..models.registry import create_model
+from .config import EntmaxConfig, check_config, resume_conflicts
 from .distributed import (DistContext, all_reduce_sum, init_distributed, shard_epoch, shutdown, sync_buffers,
                           wrap_model)
-from .entmax_data import EntmaxTrainData, FrameData
-from .loss import split_entmax_loss
+from .entmax_data import EntmaxTrainData
+from .loss import objective_loss
 from .network_setup import ProtocolFrames, ResizedFrames, network_config, resolve_init
-from .proxy import PROXY_MODES
+from .stream_data import StreamTrainData
 from .train_state import JsonlLog, atomic_save, capture_rng, load_state, restore_rng, seed_everything
-from .validation import autocast, evaluate_miou, evaluate_protocol_miou
+from .validation import autocast, evaluate_miou, network_input
 
 STATE_FILE, MODEL_FILE, LOG_FILE = "last.pt", "model.pt", "log.jsonl"
-
-
-@dataclass
-class EntmaxConfig:
-    """A run's settings; the defaults are the paper's schedule for its released model."""
-
-    dataset: str = "cityscapes"
-    data_root: str | None = None
-    dataset_options: dict[str, Any] = field(default_factory=dict)
-    proxy_dataset: str = "coco_proxy"
-    proxy_root: str | None = None
-    proxy_mode: str = "whole"
-    proxy_fraction: float = 0.1
-    model: str = "deeplabv3plus_wrn38"
-    model_options: dict[str, Any] = field(default_factory=dict)
-    init: str | None = None
-    num_classes: int = 19
-    epochs: int = 4
-    lr: float = 1e-5
-    batch_size: int = 8  # global: split evenly over torchrun processes
-    crop: int = 480
-    lam: float = 0.9
-    fresh_optimizer: bool = True  # a new Adam every epoch, as the paper code does
-    seed: int = 0
-    amp: bool = False
-    workers: int = 4
-    device: str | None = None
-    log_every: int = 50
-    save_every: int = 0  # also checkpoint every N optimizer steps (0: only at epoch ends)
-    val_every: int = 1  # validate every K epochs and after the last (0: never)
-    val_max_images: int | None = None
-    max_steps: int | None = None
-    network: str | None = None  # a network card (methods/networks/<name>.toml): sets model .. input_size
-    score_channels: int | None = None  # the outputs the OoD term and validation see (None: all); a card's protocol
-    input_size: list[int] | None = None  # [width, height] frames are resized to first (None: as they are)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# Settings a resumed run must share with its checkpoint (epochs may grow; paths, workers, logging may change).
-RESUME_KEYS = ("dataset", "proxy_dataset", "proxy_mode", "proxy_fraction", "model", "model_options",
-               "num_classes", "lr", "batch_size", "crop", "lam", "fresh_optimizer", "seed", "amp", "network",
-               "score_channels", "input_size")
-
-
-def _check(cfg: EntmaxConfig, ctx: DistContext) -> None:
-    if cfg.proxy_mode not in PROXY_MODES:
-        raise OodbenchError(f"unknown proxy mode {cfg.proxy_mode!r}; choose one of {', '.join(PROXY_MODES)}")
-    for name in ("epochs", "batch_size", "crop"):
-        if getattr(cfg, name) < 1:
-            raise OodbenchError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.score_channels is not None and not 1 <= cfg.score_channels <= cfg.num_classes:
-        raise OodbenchError(f"score_channels {cfg.score_channels} must lie in 1..{cfg.num_classes} (the outputs)")
-    if cfg.input_size is not None and (len(cfg.input_size) != 2 or min(cfg.input_size) < 1):
-        raise OodbenchError(f"input_size {cfg.input_size} must be [width, height] in pixels")
-    if cfg.batch_size % ctx.world_size:
-        raise OodbenchError(f"batch size {cfg.batch_size} does not split evenly over {ctx.world_size} processes")
+ONECYCLE_PCT_START = 0.15
+ONECYCLE_SPARE_STEPS = 2  # per epoch, so a schedule sized before the run never runs short
 
 
 def _datasets(cfg: EntmaxConfig):
     train = DATASETS.create(cfg.dataset, root=cfg.data_root, split="train", **cfg.dataset_options)
     if getattr(train, "label_kind", None) != "train_ids":
-        raise DatasetError(f"{cfg.dataset} holds {getattr(train, 'label_kind', '?')} labels; entropy maximization "
-                           f"trains on a segmentation set with train ids (e.g. cityscapes)")
-    proxies = DATASETS.create(cfg.proxy_dataset, root=cfg.proxy_root, split="train")
+        raise DatasetError(f"{cfg.dataset} holds {getattr(train, 'label_kind', '?')} labels; training needs a "
+                           f"segmentation set with train ids (e.g. cityscapes)")
+    entmax = cfg.objective == "entmax"
+    proxies = DATASETS.create(cfg.proxy_dataset, root=cfg.proxy_root, split="train", **cfg.proxy_options) \
+        if entmax else []  # closed-set training opens none
+    if len(train) == 0 or (entmax and len(proxies) == 0):
+        raise DatasetError(f"{cfg.objective} training needs frames{' and proxies' if entmax else ''}; got "
+                           f"{len(train)} frames and {len(proxies)} proxy images")
     val = None
     if cfg.val_every:
         val = DATASETS.create(cfg.dataset, root=cfg.data_root, split="val", **cfg.dataset_options)
@@ -118,7 +68,7 @@ class EntmaxTrainer:
         cfg, card = network_config(cfg)
         self.cfg, self.out, self.resume, self.progress = cfg, Path(out), resume, progress
         self.ctx = ctx or DistContext()
-        _check(cfg, self.ctx)
+        check_config(cfg, self.ctx.world_size)
         self.log = JsonlLog(self.out / LOG_FILE, enabled=self.ctx.is_main)
         if not resume and (self.out / STATE_FILE).exists():
             raise OodbenchError(f"{self.out} already holds a run ({STATE_FILE}); pass --resume to continue it "
@@ -128,20 +78,18 @@ class EntmaxTrainer:
         # the network's view: the card's protocol (input size, score channels), or the frames and outputs as they are
         self.protocol = card.protocol if card is not None else InferenceProtocol(
             input_size=tuple(cfg.input_size) if cfg.input_size else None, score_channels=cfg.score_channels)
-        self.plain_view = cfg.input_size is None and cfg.score_channels in (None, cfg.num_classes)
         if cfg.input_size is not None:
             train = ResizedFrames(train, cfg.input_size)
-        self.data = EntmaxTrainData(train, proxies, cfg.proxy_mode, cfg.proxy_fraction, cfg.crop, cfg.seed)
-        self.val = None
-        if val is not None:
-            self.val = FrameData(val, cfg.val_max_images) if self.plain_view else \
-                ProtocolFrames(val, cfg.val_max_images, self.protocol)
+        sampling = StreamTrainData if cfg.sampling == "stream" else EntmaxTrainData
+        self.data = sampling(train, proxies, cfg.proxy_mode, cfg.proxy_fraction, cfg.crop, cfg.seed)
+        self.val = None if val is None else ProtocolFrames(val, cfg.val_max_images, self.protocol)
         self.model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_options)
         self.init_info: dict[str, Any] | None = None
         if not resume:  # a resumed run's weights come from its state file
             self.init_info = self._load_init(card)
         self.model.to(self.ctx.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.sched = self._one_cycle() if cfg.schedule == "onecycle" else None
         self.scaler = torch.amp.GradScaler(self.ctx.device.type, enabled=cfg.amp and self.ctx.device.type == "cuda")
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.meters = torch.zeros(4, dtype=torch.float64, device=self.ctx.device)  # epoch sum, n; window sum, n
@@ -152,6 +100,12 @@ class EntmaxTrainer:
         self.net = wrap_model(self.model, self.ctx)
 
     # -- state ----------------------------------------------------------------------------------
+    def _one_cycle(self) -> torch.optim.lr_scheduler.OneCycleLR:
+        self.data.set_epoch(0)  # an epoch's length (the same every epoch)
+        steps = -(-len(self.data) // self.cfg.batch_size) + ONECYCLE_SPARE_STEPS
+        return torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=self.cfg.lr, total_steps=self.cfg.epochs * steps,
+                                                   pct_start=ONECYCLE_PCT_START)
+
     def _load_init(self, card: NetworkCard | None) -> dict[str, Any] | None:
         """Load the initial weights (the card's, or ``init``); what was loaded, with its sha256, for the records."""
         init = self.cfg.init
@@ -168,14 +122,15 @@ class EntmaxTrainer:
     def _load(self, path: Path) -> None:
         state = load_state(path)
         stored = state.get("config", {})
-        differ = [f"{k}: checkpoint {stored.get(k)!r}, now {getattr(self.cfg, k)!r}" for k in RESUME_KEYS
-                  if stored.get(k) != getattr(self.cfg, k)]
+        differ = resume_conflicts(stored, self.cfg)
         if differ:
             raise CheckpointError(f"{path}: cannot resume with different settings ({'; '.join(differ)}); "
                                   f"use the original ones or start a new run in another --out")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
+        if self.sched is not None:
+            self.sched.load_state_dict(state["scheduler"])
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         meters = state["meters"].to(self.ctx.device)
         self.meters = meters if self.ctx.is_main else torch.zeros_like(meters)
@@ -191,6 +146,7 @@ class EntmaxTrainer:
             return
         atomic_save({
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(),
+            "scheduler": None if self.sched is None else self.sched.state_dict(),
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "meters": meters.cpu(), "miou_before": self.miou_before, "miou_after": self.miou_after,
             "rng": capture_rng(), "config": self.cfg.to_dict(), "world_size": self.ctx.world_size,
@@ -211,24 +167,23 @@ class EntmaxTrainer:
         sync_buffers(self.model, self.ctx)
         mine = list(range(len(self.val)))[self.ctx.rank::self.ctx.world_size]
         loader = _loader(self.val, mine, 1, self.cfg, self.ctx)
-        if self.plain_view:
-            miou = evaluate_miou(self.model, loader, self.cfg.num_classes, self.ctx, self.cfg.amp)
-        else:
-            miou = evaluate_protocol_miou(self.model, loader, self.protocol, self.cfg.score_channels or
-                                          self.cfg.num_classes, self.ctx, self.cfg.amp)
+        miou = evaluate_miou(self.model, loader, self.cfg.score_channels or self.cfg.num_classes, self.ctx,
+                             self.cfg.amp, self.protocol, self.cfg.channels_last)
         self.log.write("val", epoch=self.epoch, step=self.global_step, miou=miou, images=len(self.val))
         return miou
 
     def _step(self, image: torch.Tensor, label: torch.Tensor) -> None:
-        x = image.to(self.ctx.device, non_blocking=True).float()
+        x = network_input(image, self.ctx.device, self.cfg.channels_last)
         y = label.to(self.ctx.device, non_blocking=True).long()
         with autocast(self.ctx.device, self.cfg.amp):
             logits = self.net(x)
-        loss = split_entmax_loss(logits, y, self.cfg.lam, self.cfg.score_channels)
+        loss = objective_loss(self.cfg.objective, logits, y, self.cfg.lam, self.cfg.score_channels)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        if self.sched is not None:
+            self.sched.step()
         self.meters[0::2] += loss.detach().double() * len(x)
         self.meters[1::2] += len(x)
         self.step_in_epoch += 1

@@ -1,5 +1,5 @@
-"""Streaming validation mIoU: a confusion matrix summed over batches (and processes), the same definition
-as ``loop.mean_iou`` without holding a split in memory."""
+"""Validation mIoU, streamed: a confusion matrix summed over batches (and processes), never a split in memory;
+mean IoU over the classes present in labels or predictions."""
 from __future__ import annotations
 
 import contextlib
@@ -38,34 +38,24 @@ def miou_from_confusion(conf: torch.Tensor | np.ndarray) -> float:
     return float((inter[present] / union[present]).mean()) if bool(present.any()) else float("nan")
 
 
-@torch.no_grad()
-def evaluate_miou(model: nn.Module, loader: DataLoader, num_classes: int, ctx: DistContext,
-                  amp: bool = False) -> float:
-    """mIoU of ``model`` over ``loader`` (this rank's share), summed over all processes."""
-    was_training = model.training
-    model.eval()
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=ctx.device)
-    for image, label in loader:
-        with autocast(ctx.device, amp):
-            logits = model(image.to(ctx.device, non_blocking=True).float())
-        update_confusion(conf, logits.argmax(1), label.to(ctx.device, non_blocking=True))
-    all_reduce_sum(conf, ctx)
-    model.train(was_training)
-    return miou_from_confusion(conf)
+def network_input(image: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """A uint8 (B,3,H,W) batch as the network takes it: float on ``device``, channels-last if asked."""
+    x = image.to(device, non_blocking=True).float()
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @torch.no_grad()
-def evaluate_protocol_miou(model: nn.Module, loader: DataLoader, protocol: InferenceProtocol, num_classes: int,
-                           ctx: DistContext, amp: bool = False) -> float:
-    """mIoU over the score classes with the network's protocol: logits cut to its score channels and resized to
-    the label size, as scores are computed at evaluation; summed over all processes."""
+def evaluate_miou(model: nn.Module, loader: DataLoader, num_classes: int, ctx: DistContext, amp: bool = False,
+                  protocol: InferenceProtocol = InferenceProtocol(), channels_last: bool = False) -> float:
+    """mIoU of ``model`` over ``loader`` (this rank's share), summed over all processes. The logits pass the
+    network's ``protocol`` (cut to its score channels, resized to the label size) as scores are computed."""
     was_training = model.training
     model.eval()
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=ctx.device)
     for image, label in loader:
         label = label.to(ctx.device, non_blocking=True)
         with autocast(ctx.device, amp):
-            logits = model(image.to(ctx.device, non_blocking=True).float())
+            logits = model(network_input(image, ctx.device, channels_last))
         update_confusion(conf, protocol.restore(logits, tuple(label.shape[-2:])).argmax(1), label)
     all_reduce_sum(conf, ctx)
     model.train(was_training)
