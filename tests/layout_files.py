@@ -71,3 +71,10 @@ def write_coco_proxy_split(root: Path, count: int, h: int = 48, w: int = 64, see
         Image.fromarray(image).save(root / f"{split}2017" / f"{image_id}.jpg", quality=95)
         write_png(root / "annotations" / f"ood_seg_{split}2017" / f"{image_id}.png", mask)
     return root
+
+
+def write_training_roots(base: Path) -> tuple[Path, Path]:
+    """The trainer's small fixtures: Cityscapes train (8 frames) and val (3, frankfurt), and 5 COCO proxies."""
+    cs = write_cityscapes_split(base / "cityscapes", "train", 8, seed=0)
+    write_cityscapes_split(cs, "val", 3, seed=1, city="frankfurt")
+    return cs, write_coco_proxy_split(base / "coco", 5, seed=2)

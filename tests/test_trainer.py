@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
-from torch.utils.data import DataLoader
 
 from oodbench.cli import main
 from oodbench.data import DATASETS
@@ -22,15 +21,13 @@ from oodbench.models import MODELS, create_model
 from oodbench.models.checkpoint import load_into, save_checkpoint
 from oodbench.models.tiny_deeplab import TinyDeepLab
 from oodbench.scores import SCORES
-from oodbench.training.config import EntmaxConfig
-from oodbench.training.distributed import DistContext, init_distributed, shard_epoch, shutdown
-from oodbench.training.entmax_data import EntmaxTrainData, upscale_small
-from oodbench.training.loss import IGNORE_ID, OOD_ID
+from oodbench.training.config import TrainConfig
+from oodbench.training.distributed import init_distributed, shutdown
+from oodbench.training.loss import OOD_ID
 from oodbench.training.proxy import paste_proxy
-from oodbench.training.train_state import capture_rng, restore_rng
-from oodbench.training.trainer import EntmaxTrainer, train_entmax
+from oodbench.training.trainer import Trainer, run_training
 
-from layout_files import write_cityscapes_split, write_coco_proxy_split
+from layout_files import write_training_roots
 
 CS_OPTIONS = {"expected": False}
 TINY = {"width": 8}
@@ -52,19 +49,15 @@ MODELS.add("test_tiny_dropout", _DropoutTiny, overwrite=True)
 
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
-    base = tmp_path_factory.mktemp("entmax_data")
-    cs = write_cityscapes_split(base / "cityscapes", "train", 8, seed=0)
-    write_cityscapes_split(cs, "val", 3, seed=1, city="frankfurt")
-    coco = write_coco_proxy_split(base / "coco", 5, seed=2)
-    return cs, coco
+    return write_training_roots(tmp_path_factory.mktemp("entmax_data"))
 
 
-def _cfg(roots, **kw) -> EntmaxConfig:
+def _cfg(roots, **kw) -> TrainConfig:
     cs, coco = roots
     base = dict(data_root=str(cs), proxy_root=str(coco), dataset_options=CS_OPTIONS, model="tiny_deeplab",
                 model_options=TINY, epochs=1, lr=1e-3, batch_size=2, crop=48, workers=0, log_every=1,
                 proxy_fraction=0.5)
-    return EntmaxConfig(**{**base, **kw})
+    return TrainConfig(**{**base, **kw})
 
 
 def _records(out, event=None):
@@ -78,7 +71,7 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("mode", ["whole", "paste"])
 def test_both_proxy_modes_train_log_and_checkpoint(roots, tmp_path, mode):
-    summary = train_entmax(_cfg(roots, proxy_mode=mode, epochs=2), tmp_path, progress=False)
+    summary = run_training(_cfg(roots, proxy_mode=mode, epochs=2), tmp_path, progress=False)
     assert summary["finished"] and summary["epoch"] == 2
     train = _records(tmp_path, "train")
     assert len(train) == summary["step"] and all(math.isfinite(r["loss"]) for r in train)
@@ -97,72 +90,9 @@ def test_both_proxy_modes_train_log_and_checkpoint(roots, tmp_path, mode):
     assert _states_equal(model.state_dict(), state["model"])
 
 
-def test_epoch_plan_and_samples(roots):
-    cs, coco = roots
-    frames = DATASETS.create("cityscapes", root=cs, split="train", expected=False)
-    proxies = DATASETS.create("coco_proxy", root=coco)
-    whole = EntmaxTrainData(frames, proxies, "whole", proxy_fraction=0.25, crop=48, seed=0)
-    whole.set_epoch(0)
-    plan0 = list(whole.plan)
-    assert len(whole) == 8 + 2 and sorted(f for f, _ in plan0 if f >= 0) == list(range(8))
-    assert len({p for f, p in plan0 if f < 0}) == 2
-    first = [whole[k] for k in range(len(whole))]
-    for k in reversed(range(len(whole))):  # an item depends on (seed, epoch, position), not on access order
-        assert torch.equal(whole[k][0], first[k][0]) and torch.equal(whole[k][1], first[k][1])
-    for (f, _), (image, label) in zip(plan0, first):
-        assert image.shape == (3, 48, 48) and image.dtype == torch.uint8 and label.shape == (48, 48)
-        values = set(torch.unique(label).tolist())
-        assert values <= ({0, OOD_ID, IGNORE_ID} if f < 0 else set(range(19)) | {IGNORE_ID})
-    whole.set_epoch(1)
-    assert whole.plan != plan0  # a fresh draw of proxies and order every epoch
-    paste = EntmaxTrainData(frames, proxies, "paste", proxy_fraction=1.0, crop=48, seed=0)
-    paste.set_epoch(0)
-    assert len(paste) == 8 and all(p >= 0 for _, p in paste.plan)
-    assert all((paste[k][1] == OOD_ID).any() for k in range(len(paste)))
-
-
-def test_small_whole_proxies_are_scaled_up_as_in_the_paper_code():
-    image = np.zeros((20, 30, 3), np.uint8)
-    label = np.zeros((20, 30), np.uint8)
-    label[5:10, 5:10] = OOD_ID
-    big_image, big_label = upscale_small(image, label, 48)
-    assert big_image.shape == (48, 72, 3) and big_label.shape == (48, 72)
-    assert set(np.unique(big_label)) == {0, OOD_ID} and (big_label == OOD_ID).sum() >= 25 * (48 / 20) ** 2
-    assert upscale_small(image, label, 20)[1] is label
-
-
 def test_trailing_single_sample_batch_is_dropped(roots, tmp_path):
-    summary = train_entmax(_cfg(roots, proxy_mode="paste", batch_size=7, val_every=0), tmp_path, progress=False)
+    summary = run_training(_cfg(roots, proxy_mode="paste", batch_size=7, val_every=0), tmp_path, progress=False)
     assert summary["step"] == 1  # 8 frames: one batch of 7; a lone 8th sample would break BatchNorm on 1x1 features
-
-
-def test_workers_give_the_same_batches(roots):
-    cs, coco = roots
-    data = EntmaxTrainData(DATASETS.create("cityscapes", root=cs, split="train", expected=False),
-                           DATASETS.create("coco_proxy", root=coco), "paste", 0.5, 48, seed=3)
-    data.set_epoch(2)
-    batches = {w: list(DataLoader(data, batch_size=3, sampler=list(range(len(data))), num_workers=w)) for w in (0, 2)}
-    for (x0, y0), (x2, y2) in zip(*batches.values()):
-        assert torch.equal(x0, x2) and torch.equal(y0, y2)
-
-
-def test_shard_epoch_covers_and_pads():
-    for world in (1, 2, 3):
-        shards = [shard_epoch(10, DistContext(rank=r, world_size=world), 6) for r in range(world)]
-        assert len({len(s) for s in shards}) == 1
-        assert sorted(set(sum(shards, []))) == list(range(10))
-    resumed = shard_epoch(10, DistContext(rank=1, world_size=2), global_batch=4, skip_steps=1)
-    assert resumed == shard_epoch(10, DistContext(rank=1, world_size=2), 4)[2:]
-
-
-def test_rng_state_round_trip_through_weights_only(tmp_path):
-    import random
-    state = capture_rng()
-    torch.save(state, tmp_path / "rng.pt")
-    expected = (torch.rand(3), np.random.rand(3), random.random())
-    restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
-    got = (torch.rand(3), np.random.rand(3), random.random())
-    assert torch.equal(expected[0], got[0]) and np.array_equal(expected[1], got[1]) and expected[2] == got[2]
 
 
 @pytest.mark.parametrize("recipe", [
@@ -176,17 +106,17 @@ def test_resume_is_bit_identical(roots, tmp_path, recipe):
     def cfg(**kw):
         return _cfg(roots, fresh_optimizer=False, **recipe, **kw)
 
-    full = train_entmax(cfg(epochs=2), tmp_path / "full", progress=False)
+    full = run_training(cfg(epochs=2), tmp_path / "full", progress=False)
     runs = {}
     if recipe.get("schedule") == "onecycle":  # sized for the run's epochs, which a resume therefore keeps
         with pytest.raises(CheckpointError, match="epochs: checkpoint 2, now 3"):
-            train_entmax(cfg(epochs=3), tmp_path / "full", resume=True, progress=False)
+            run_training(cfg(epochs=3), tmp_path / "full", resume=True, progress=False)
     else:
-        train_entmax(cfg(epochs=1), tmp_path / "split", progress=False)
-        runs["split"] = train_entmax(cfg(epochs=2), tmp_path / "split", resume=True, progress=False)
-    cut = train_entmax(cfg(epochs=2, max_steps=3), tmp_path / "cut", progress=False)
+        run_training(cfg(epochs=1), tmp_path / "split", progress=False)
+        runs["split"] = run_training(cfg(epochs=2), tmp_path / "split", resume=True, progress=False)
+    cut = run_training(cfg(epochs=2, max_steps=3), tmp_path / "cut", progress=False)
     assert not cut["finished"] and cut["step"] == 3
-    runs["cut"] = train_entmax(cfg(epochs=2), tmp_path / "cut", resume=True, progress=False)
+    runs["cut"] = run_training(cfg(epochs=2), tmp_path / "cut", resume=True, progress=False)
     ref = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
     for name, summary in runs.items():
         other = torch.load(tmp_path / name / "last.pt", weights_only=True)
@@ -203,12 +133,12 @@ def test_resume_is_bit_identical(roots, tmp_path, recipe):
 
 def test_resume_guards(roots, tmp_path):
     with pytest.raises(CheckpointError, match="no training state to resume"):
-        train_entmax(_cfg(roots), tmp_path, resume=True, progress=False)
-    train_entmax(_cfg(roots, max_steps=1, val_every=0), tmp_path, progress=False)
+        run_training(_cfg(roots), tmp_path, resume=True, progress=False)
+    run_training(_cfg(roots, max_steps=1, val_every=0), tmp_path, progress=False)
     with pytest.raises(OodbenchError, match="already holds a run"):
-        train_entmax(_cfg(roots), tmp_path, progress=False)
+        run_training(_cfg(roots), tmp_path, progress=False)
     with pytest.raises(CheckpointError, match=r"lr: checkpoint 0.001, now 0.01"):
-        train_entmax(_cfg(roots, lr=1e-2), tmp_path, resume=True, progress=False)
+        run_training(_cfg(roots, lr=1e-2), tmp_path, resume=True, progress=False)
 
 
 def test_resume_takes_its_weights_from_the_state_not_from_init(roots, tmp_path):
@@ -216,9 +146,9 @@ def test_resume_takes_its_weights_from_the_state_not_from_init(roots, tmp_path):
     torch.manual_seed(0)
     save_checkpoint(create_model("tiny_deeplab", num_classes=19, **TINY).state_dict(), tmp_path / "init.pt")
     cfg = _cfg(roots, init=str(tmp_path / "init.pt"), max_steps=1, val_every=0)
-    train_entmax(cfg, tmp_path / "run", progress=False)
+    run_training(cfg, tmp_path / "run", progress=False)
     (tmp_path / "init.pt").unlink()
-    summary = train_entmax(_cfg(roots, init=str(tmp_path / "init.pt"), val_every=0), tmp_path / "run", resume=True,
+    summary = run_training(_cfg(roots, init=str(tmp_path / "init.pt"), val_every=0), tmp_path / "run", resume=True,
                            progress=False)
     assert summary["finished"] and summary["step"] > 1
 
@@ -227,7 +157,7 @@ def test_resume_takes_its_weights_from_the_state_not_from_init(roots, tmp_path):
 def closed_set(roots, tmp_path_factory):
     """A model of the fixture frames trained closed-set, as the embedded baseline is: cross-entropy, one cycle."""
     out = tmp_path_factory.mktemp("closed_set")
-    train_entmax(_cfg(roots, objective="cross_entropy", schedule="onecycle", fresh_optimizer=False, sampling="stream",
+    run_training(_cfg(roots, objective="cross_entropy", schedule="onecycle", fresh_optimizer=False, sampling="stream",
                       channels_last=True, epochs=15, lr=1e-2, batch_size=4, val_every=0), out, progress=False)
     return out / "model.pt"
 
@@ -238,7 +168,7 @@ def test_init_checkpoint_and_amp_keep_miou(roots, closed_set, tmp_path):
     for amp in (False, True):
         out = tmp_path / f"amp{amp}"
         cfg = _cfg(roots, init=str(closed_set), lr=3e-4, epochs=2, amp=amp)
-        summary = train_entmax(cfg, out, progress=False)
+        summary = run_training(cfg, out, progress=False)
         assert summary["miou_before"] > 0.5
         assert summary["miou_after"] > summary["miou_before"] - 0.1
         assert all(math.isfinite(r["loss"]) for r in _records(out, "train"))
@@ -258,7 +188,7 @@ def test_entmax_raises_entropy_on_proxies_not_on_known_pixels(roots, closed_set,
     for objective in ("cross_entropy", "entmax"):
         cfg = _cfg(roots, init=str(closed_set), objective=objective, proxy_mode="paste", proxy_fraction=1.0,
                    epochs=4, seed=1, val_every=0)
-        train_entmax(cfg, tmp_path / objective, progress=False)
+        run_training(cfg, tmp_path / objective, progress=False)
         model = create_model("tiny_deeplab", num_classes=19, **TINY)
         load_into(model, tmp_path / objective / "model.pt")
         with torch.no_grad():
@@ -270,13 +200,13 @@ def test_entmax_raises_entropy_on_proxies_not_on_known_pixels(roots, closed_set,
     assert em_ood - em_id > ce_ood - ce_id + 0.15
 
 
-def _ddp_worker(rank: int, world: int, port: int, cfg: EntmaxConfig, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, cfg: TrainConfig, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
     try:
-        trainer = EntmaxTrainer(cfg, out, progress=False, ctx=ctx)
+        trainer = Trainer(cfg, out, progress=False, ctx=ctx)
         trainer.fit()
         torch.save(trainer.model.state_dict(), f"{out}-rank{rank}.pt")
     finally:

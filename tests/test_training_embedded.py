@@ -10,7 +10,7 @@ from oodbench.data import DATASETS
 from oodbench.data.base import Sample
 from oodbench.errors import OodbenchError
 from oodbench.models.network_cards import InferenceProtocol
-from oodbench.training.config import EntmaxConfig, check_config, resume_conflicts
+from oodbench.training.config import TrainConfig, check_config, resume_conflicts
 from oodbench.training.distributed import DistContext
 from oodbench.training.embedded import checkpoint_path, recorded_config, stage_config
 from oodbench.training.entmax_data import FrameData, flip_crop
@@ -65,12 +65,12 @@ def test_embedded_preset_keeps_its_cache_names_and_recorded_config():
 
 def test_config_guards_and_resume_defaults():
     with pytest.raises(OodbenchError, match="onecycle schedule spans the whole run"):
-        check_config(EntmaxConfig(schedule="onecycle"), 1)
+        check_config(TrainConfig(schedule="onecycle"), 1)
     with pytest.raises(OodbenchError, match="unknown objective 'focal'"):
-        check_config(EntmaxConfig(objective="focal"), 1)
-    old = {k: v for k, v in EntmaxConfig(lr=1e-3).to_dict().items() if k not in ("objective", "sampling")}
-    assert resume_conflicts(old, EntmaxConfig(lr=1e-3)) == []  # a checkpoint from before these settings
-    assert resume_conflicts(old, EntmaxConfig(lr=1e-3, sampling="stream")) == \
+        check_config(TrainConfig(objective="focal"), 1)
+    old = {k: v for k, v in TrainConfig(lr=1e-3).to_dict().items() if k not in ("objective", "sampling")}
+    assert resume_conflicts(old, TrainConfig(lr=1e-3)) == []  # a checkpoint from before these settings
+    assert resume_conflicts(old, TrainConfig(lr=1e-3, sampling="stream")) == \
         ["sampling: checkpoint 'indexed', now 'stream'"]
 
 

@@ -18,8 +18,8 @@ def _percent(value) -> str:
 
 
 def cmd_train_dataset(args: argparse.Namespace) -> int:
-    from ..training.config import EntmaxConfig
-    from ..training.trainer import train_entmax
+    from ..training.config import TrainConfig
+    from ..training.trainer import run_training
 
     if args.network is not None:
         flags = (("--model", args.model is not None), ("--model-option", args.model_option))
@@ -27,13 +27,13 @@ def cmd_train_dataset(args: argparse.Namespace) -> int:
         if given:
             raise OodbenchError(f"--network {args.network} conflicts with {' and '.join(given)}: the network card "
                                 f"sets the model, its options and class count; give either --network or --model")
-    cfg = EntmaxConfig(dataset=args.dataset, seed=args.seed, amp=args.amp, fresh_optimizer=not args.keep_optimizer,
+    cfg = TrainConfig(dataset=args.dataset, seed=args.seed, amp=args.amp, fresh_optimizer=not args.keep_optimizer,
                        dataset_options=parse_options(args.option), model_options=parse_options(args.model_option),
                        **{f: getattr(args, f) for f in TRAIN_FIELDS if getattr(args, f) is not None})
     if cfg.init is None and cfg.network is None and not args.quiet and os.environ.get("RANK", "0") == "0":
         print(f"oodbench: note: no --init checkpoint; {cfg.model} starts from random weights", file=sys.stderr)
     out = args.out or f"runs/entmax-{cfg.network or cfg.model}-{cfg.proxy_mode}-seed{cfg.seed}"
-    summary = train_entmax(cfg, out, resume=args.resume, progress=not args.quiet)
+    summary = run_training(cfg, out, resume=args.resume, progress=not args.quiet)
     if summary["sha256"] is not None:  # only the main process reports
         state = "finished" if summary["finished"] else "stopped early (resume with --resume)"
         init = summary.get("init") or {}

@@ -16,7 +16,7 @@ SAMPLINGS = ("indexed", "stream")
 
 
 @dataclass
-class EntmaxConfig:
+class TrainConfig:
     """A run's settings; the defaults are the paper's schedule for its released model."""
 
     dataset: str = "cityscapes"
@@ -64,16 +64,16 @@ RESUME_KEYS = ("dataset", "proxy_dataset", "proxy_mode", "proxy_fraction", "mode
                "sampling", "channels_last", "amp", "network", "score_channels", "input_size")
 
 
-def resume_conflicts(stored: dict[str, Any], cfg: EntmaxConfig) -> list[str]:
+def resume_conflicts(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """The settings that differ between a checkpoint's config and ``cfg``; one the checkpoint predates counts at
     its default."""
-    default = EntmaxConfig()
+    default = TrainConfig()
     keys = RESUME_KEYS + (("epochs",) if cfg.schedule == "onecycle" else ())  # the schedule spans the epochs
     return [f"{k}: checkpoint {stored.get(k, getattr(default, k))!r}, now {getattr(cfg, k)!r}" for k in keys
             if stored.get(k, getattr(default, k)) != getattr(cfg, k)]
 
 
-def check_config(cfg: EntmaxConfig, world_size: int) -> None:
+def check_config(cfg: TrainConfig, world_size: int) -> None:
     choices = (("proxy_mode", PROXY_MODES), ("objective", OBJECTIVES), ("schedule", SCHEDULES),
                ("sampling", SAMPLINGS))
     for name, allowed in choices:

@@ -16,22 +16,22 @@ from ..errors import CheckpointError
 from ..models.checkpoint import load_into, save_checkpoint, sha256_file
 from ..models.registry import create_model
 from ..paths import home
-from .config import EntmaxConfig
-from .trainer import EntmaxTrainer
+from .config import TrainConfig
+from .trainer import Trainer
 
 NUM_CLASSES = 19
 ARCH = "tiny_deeplab"
 STAGES = ("baseline", "entmax")
 
 
-def stage_config(stage: str, seed: int = 0, data_seed: int = 0) -> EntmaxConfig:
+def stage_config(stage: str, seed: int = 0, data_seed: int = 0) -> TrainConfig:
     """The embedded preset: closed-set training with a one-cycle schedule, then a short entropy-maximization
     fine-tune with objects pasted into half the frames; stream sampling, channels-last batches, on the CPU."""
     if stage not in STAGES:
         raise ValueError(f"unknown training stage {stage!r}; choose one of {STAGES}")
     entmax = stage == "entmax"
     epochs = 4 if entmax else 10
-    return EntmaxConfig(
+    return TrainConfig(
         dataset="synthetic_cityscapes", dataset_options={"seed": data_seed}, proxy_dataset="synthetic_coco",
         proxy_options={"seed": data_seed}, proxy_mode="paste", proxy_fraction=0.5, model=ARCH,
         num_classes=NUM_CLASSES, objective="entmax" if entmax else "cross_entropy", epochs=epochs,
@@ -40,7 +40,7 @@ def stage_config(stage: str, seed: int = 0, data_seed: int = 0) -> EntmaxConfig:
         workers=0, device="cpu", log_every=0, val_every=epochs)
 
 
-def recorded_config(cfg: EntmaxConfig) -> dict:
+def recorded_config(cfg: TrainConfig) -> dict:
     """What names a stage's model (its cache key and record): the fields of the former embedded trainer's config, so
     cached models keep their names; a preset change outside them must bump the key's "v" to retrain."""
     return {"epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size, "crop": cfg.crop, "seed": cfg.seed,
@@ -90,7 +90,7 @@ def ensure_model(stage: str, seed: int = 0, data_seed: int = 0, progress: bool =
     path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f".{path.stem}-", dir=path.parent) as run:
-        trainer = EntmaxTrainer(cfg, run, progress=progress)
+        trainer = Trainer(cfg, run, progress=progress)
         summary = trainer.fit()
         log = [{"epoch": r["epoch"], "loss": r["loss"]} for r in trainer.log.records() if r["event"] == "epoch"]
     model = trainer.model.eval()

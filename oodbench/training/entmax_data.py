@@ -52,7 +52,7 @@ def to_tensors(image: np.ndarray, label: np.ndarray) -> tuple[torch.Tensor, torc
     return torch.from_numpy(chw), torch.from_numpy(np.ascontiguousarray(label))
 
 
-class EntmaxTrainData(TorchDataset):
+class IndexedTrainData(TorchDataset):
     """One epoch = every in-distribution frame once, plus, in ``whole`` mode, ``int(proxy_fraction * frames)``
     distinct proxy images drawn afresh (the paper code: 2975 + 297), or, in ``paste`` mode, a proxy object
     pasted into each frame with probability ``proxy_fraction``; shuffled. Without proxies, the frames alone

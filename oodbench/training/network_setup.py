@@ -20,7 +20,7 @@ from .entmax_data import FrameData, to_tensors
 
 
 def network_config(cfg: Any) -> tuple[Any, NetworkCard | None]:
-    """``cfg`` (an ``EntmaxConfig``) with the model, its options, class count, score channels and input size of its network card
+    """``cfg`` (an ``TrainConfig``) with the model, its options, class count, score channels and input size of its network card
     (unchanged without one); a model or options other than the card's are an error."""
     if cfg.network is None:
         return cfg, None

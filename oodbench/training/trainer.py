@@ -20,10 +20,10 @@ from ..errors import CheckpointError, DatasetError, OodbenchError
 from ..models.checkpoint import load_into, save_checkpoint
 from ..models.network_cards import InferenceProtocol, NetworkCard
 from ..models.registry import create_model
-from .config import EntmaxConfig, check_config, resume_conflicts
+from .config import TrainConfig, check_config, resume_conflicts
 from .distributed import (DistContext, all_reduce_sum, init_distributed, shard_epoch, shutdown, sync_buffers,
                           wrap_model)
-from .entmax_data import EntmaxTrainData
+from .entmax_data import IndexedTrainData
 from .loss import objective_loss
 from .network_setup import ProtocolFrames, ResizedFrames, network_config, resolve_init
 from .stream_data import StreamTrainData
@@ -35,7 +35,7 @@ ONECYCLE_PCT_START = 0.15
 ONECYCLE_SPARE_STEPS = 2  # per epoch, so a schedule sized before the run never runs short
 
 
-def _datasets(cfg: EntmaxConfig):
+def _datasets(cfg: TrainConfig):
     train = DATASETS.create(cfg.dataset, root=cfg.data_root, split="train", **cfg.dataset_options)
     if getattr(train, "label_kind", None) != "train_ids":
         raise DatasetError(f"{cfg.dataset} holds {getattr(train, 'label_kind', '?')} labels; training needs a "
@@ -52,18 +52,18 @@ def _datasets(cfg: EntmaxConfig):
     return train, proxies, val
 
 
-def _loader(data, indices: list[int], batch: int, cfg: EntmaxConfig, ctx: DistContext) -> DataLoader:
+def _loader(data, indices: list[int], batch: int, cfg: TrainConfig, ctx: DistContext) -> DataLoader:
     # own generator: starting an iteration must not draw from the global torch RNG (the data needs no seed)
     return DataLoader(data, batch_size=batch, sampler=indices, num_workers=cfg.workers,
                       pin_memory=ctx.device.type == "cuda", generator=torch.Generator().manual_seed(0))
 
 
-class EntmaxTrainer:
+class Trainer:
     """One run in ``out``: ``fit()`` trains from scratch or from ``out/last.pt`` and returns a summary.
     Log events: start; val (``epoch`` = epochs completed); train (mean loss of the last ``log_every`` steps)
     and epoch (mean loss of the epoch), both with the 1-based epoch in progress; resume; end."""
 
-    def __init__(self, cfg: EntmaxConfig, out: str | Path, resume: bool = False, progress: bool = True,
+    def __init__(self, cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
                  ctx: DistContext | None = None):
         cfg, card = network_config(cfg)
         self.cfg, self.out, self.resume, self.progress = cfg, Path(out), resume, progress
@@ -80,7 +80,7 @@ class EntmaxTrainer:
             input_size=tuple(cfg.input_size) if cfg.input_size else None, score_channels=cfg.score_channels)
         if cfg.input_size is not None:
             train = ResizedFrames(train, cfg.input_size)
-        sampling = StreamTrainData if cfg.sampling == "stream" else EntmaxTrainData
+        sampling = StreamTrainData if cfg.sampling == "stream" else IndexedTrainData
         self.data = sampling(train, proxies, cfg.proxy_mode, cfg.proxy_fraction, cfg.crop, cfg.seed)
         self.val = None if val is None else ProtocolFrames(val, cfg.val_max_images, self.protocol)
         self.model = create_model(cfg.model, num_classes=cfg.num_classes, **cfg.model_options)
@@ -258,10 +258,10 @@ class EntmaxTrainer:
         return summary
 
 
-def train_entmax(cfg: EntmaxConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_training(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train under torchrun when WORLD_SIZE > 1, in this process otherwise; return the run's summary."""
     ctx = init_distributed(cfg.device)
     try:
-        return EntmaxTrainer(cfg, out, resume, progress, ctx).fit()
+        return Trainer(cfg, out, resume, progress, ctx).fit()
     finally:
         shutdown(ctx)
