@@ -60,6 +60,33 @@ def test_collector_merge_and_many_images():
         a.merge(whole)
 
 
+
+def test_folds_do_not_depend_on_the_order_images_arrive():
+    """Shards merged in reverse and images added backwards give the same out-of-fold P(FP) per segment and the same
+    counts: the collector keeps image-id order, and the folds are drawn over it."""
+    items = {}
+    for i in range(8):
+        probs, label = scene(d=0.015 * i)
+        one = SegmentCollector()
+        one.update(f"img{i}", probs, label)
+        items[f"img{i}"] = one.images[0]
+    ordered, backwards, merged, tail = SegmentCollector(), SegmentCollector(), SegmentCollector(), SegmentCollector()
+    for key in sorted(items):
+        ordered.add(items[key])
+    for key in sorted(items, reverse=True):
+        backwards.add(items[key])
+    for key in sorted(items)[:5]:
+        merged.add(items[key])
+    for key in sorted(items)[5:]:
+        tail.add(items[key])
+    merged = tail.merge(merged)
+    reference = ordered.out_of_fold(n_splits=4, seed=3)
+    assert np.isfinite(reference).all()
+    for other in (backwards, merged):
+        assert [im.image_id for im in other.images] == sorted(items)
+        np.testing.assert_array_equal(other.out_of_fold(n_splits=4, seed=3), reference)
+        assert other.compute(n_splits=4, seed=3) == ordered.compute(n_splits=4, seed=3)
+
 def test_collector_zero_segments_and_one_class():
     col = SegmentCollector()
     probs = np.zeros((3, 10, 10))

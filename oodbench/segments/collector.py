@@ -11,6 +11,7 @@ correct count is the number of false positives that survive the deletion.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -135,18 +136,21 @@ def count_errors(targets: np.ndarray, removed: np.ndarray, num_gt: int,
 
 
 class SegmentCollector:
-    """Accumulates images (``update``), merges shards (``merge``), then ``compute``s the counts."""
+    """Accumulates images (``update``), merges shards (``merge``), then ``compute``s the counts. Images are kept in
+    image-id order, so the meta classifier's folds, and every result, do not depend on the order images were
+    added, shards scored or merged."""
 
     def __init__(self) -> None:
         self.images: list[ImageSegments] = []
-        self._ids: set[str] = set()
+        self._ids: list[str] = []
 
     def add(self, item: ImageSegments) -> None:
         """Add one image's segments computed elsewhere (e.g. read back from the score cache)."""
-        if item.image_id in self._ids:
+        at = bisect.bisect_left(self._ids, item.image_id)
+        if at < len(self._ids) and self._ids[at] == item.image_id:
             raise ValueError(f"image {item.image_id!r} was already added to this SegmentCollector")
-        self._ids.add(item.image_id)
-        self.images.append(item)
+        self._ids.insert(at, item.image_id)
+        self.images.insert(at, item)
 
     def update(self, image_id: str, probs: np.ndarray, label: np.ndarray, threshold: float = 0.7,
                score: np.ndarray | None = None) -> None:
@@ -177,7 +181,7 @@ class SegmentCollector:
 
     def out_of_fold(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0, *,
                     scaling: str | None = None, n_jobs: int = 1, progress: bool = False) -> np.ndarray:
-        """Out-of-fold P(FP) of every segment, images in the order added (``cross_val_proba``; NaN: untestable).
+        """Out-of-fold P(FP) of every segment, images in id order (``cross_val_proba``; NaN: untestable).
         ``progress``: a bar over the leave-one-out fits (stderr)."""
         x, y, groups, _, _ = self.arrays()
         return cross_val_proba(x, y, groups, protocol=protocol, n_splits=n_splits, seed=seed,
@@ -189,7 +193,7 @@ class SegmentCollector:
         sizes = [im.targets.size for im in self.images]
         if values.shape[:1] != (sum(sizes),):
             raise ValueError(f"{values.shape[0] if values.ndim else 0} values for {sum(sizes)} segments: pass one "
-                             f"per segment of the collector, in its image order (out_of_fold)")
+                             f"per segment of the collector, in image-id order (out_of_fold)")
         return np.split(values, np.cumsum(sizes)[:-1]) if sizes else []
 
     def compute(self, protocol: str = "grouped", n_splits: int = 5, seed: int = 0,
