@@ -21,60 +21,12 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from ..labels import IGNORE_LABEL, OOD_LABEL
 from ..errors import ScoreError
 from .components import label_components
+from .overlap import OverlapTable, instance_ground_truth, overlap_table
 from .features import feature_names, segment_features
 from .meta_classifier import cross_val_proba, protocol_scaling
 
 __all__ = ["ImageSegments", "OverlapTable", "SegmentCollector", "count_errors", "image_segments",
            "instance_ground_truth", "overlap_table", "removed_mask"]
-
-
-@dataclass
-class OverlapTable:
-    """One image as instance matching sees it, without its maps: the size of each ground-truth instance and of
-    each prediction, a prediction's void pixels, and the sparse instance/prediction intersections."""
-
-    gt_size: np.ndarray  # (G,) int64: pixels of instance g + 1 of the id map
-    pred_size: np.ndarray  # (P,) int64: pixels of prediction p + 1 (0 for an id the map lacks)
-    pred_void: np.ndarray  # (P,) int64: of them on void (ignored) pixels
-    pairs: np.ndarray  # (k, 2) int64: (instance, prediction), both 0-based, unique
-    inter: np.ndarray  # (k,) int64: pixels in both
-    annotated: bool = False  # ground truth from the dataset's instance labels, not the OoD mask's components
-
-    def dense(self) -> np.ndarray:
-        """The (G, P) intersection matrix."""
-        out = np.zeros((self.gt_size.size, self.pred_size.size), np.int64)
-        out[self.pairs[:, 0], self.pairs[:, 1]] = self.inter
-        return out
-
-
-def instance_ground_truth(label: np.ndarray, instance_label: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
-    """Ground-truth instance ids (0 none): the dataset's ``instance_label`` on OoD pixels where it gives one, else
-    the 8-connected components of the OoD pixels; and whether they came from the dataset."""
-    label = np.asarray(label)
-    if instance_label is None:
-        return label_components(label == OOD_LABEL)[0], False
-    instance_label = np.asarray(instance_label)
-    if instance_label.shape != label.shape:
-        raise ScoreError(f"instance label shape {instance_label.shape} does not match the label's {label.shape}")
-    return np.where(label == OOD_LABEL, instance_label, 0).astype(np.int64), True
-
-
-def overlap_table(gt: np.ndarray, void: np.ndarray, pred: np.ndarray, annotated: bool = False) -> OverlapTable:
-    """The overlap table of ground-truth and predicted instance id maps (0 none) and the void pixels."""
-    gt, pred = np.asarray(gt).astype(np.int64, copy=False), np.asarray(pred).astype(np.int64, copy=False)
-    if gt.shape != pred.shape or np.shape(void) != gt.shape:
-        raise ScoreError(f"instance maps differ in shape: ground truth {gt.shape}, predictions {pred.shape}, "
-                         f"void {np.shape(void)}")
-    if gt.min(initial=0) < 0 or pred.min(initial=0) < 0:
-        raise ScoreError("instance ids must be >= 0 (0: no instance)")
-    n_gt, n_pred = int(gt.max(initial=0)), int(pred.max(initial=0))
-    both = (gt > 0) & (pred > 0)
-    codes, inter = np.unique(gt[both] * (n_pred + 1) + pred[both], return_counts=True)
-    pairs = np.stack([codes // (n_pred + 1) - 1, codes % (n_pred + 1) - 1], axis=1).astype(np.int64)
-    return OverlapTable(np.bincount(gt.ravel(), minlength=n_gt + 1)[1:].astype(np.int64),
-                        np.bincount(pred.ravel(), minlength=n_pred + 1)[1:].astype(np.int64),
-                        np.bincount(pred[np.asarray(void, bool)], minlength=n_pred + 1)[1:].astype(np.int64),
-                        pairs.reshape(-1, 2), inter.astype(np.int64), bool(annotated))
 
 
 @dataclass
