@@ -13,6 +13,7 @@ from oodbench.data.cityscapes import CITYSCAPES_COUNTS, CityscapesDataset
 from oodbench.data.coco_proxy import CocoProxyDataset
 from oodbench.data.lostandfound import EMPTY_TEST_INDICES, LAF_COUNTS, LostAndFoundDataset
 from oodbench.errors import DatasetError
+from oodbench.evaluation.map_store import MapStore
 from oodbench.evaluation.score_pass import score_pass
 
 from layout_files import random_rgb, write_png
@@ -59,7 +60,8 @@ def test_laf_metaood_segments_keep_non_hazards_as_false_positives(laf):
         sample = ds[ds.ids.index("04_Maurener_Weg_8_000000_000030")]  # hazard 2 at columns 2-3, non-hazard 33 at 5-6
         assert sample.label[5, 5] == (255 if mapping == "metaood" else 1)
         got = []
-        score_pass(LafObjectBlobs(), [sample], 1, False, "test", [lambda item: got.append(item.segments)], None, 0.7)
+        score_pass(LafObjectBlobs(), [sample], 1, False, "test", [lambda item: got.append(item.segments)],
+                   MapStore(None, 0.7))
         (segs,) = got
         assert segs.num_gt == (1 if mapping == "metaood" else 2)
         targets[mapping] = segs.targets.tolist()  # segments in raster order: hazard first

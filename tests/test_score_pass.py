@@ -10,6 +10,7 @@ from oodbench.data.base import Sample
 from oodbench.errors import LabelError
 from oodbench.methods.base import Method, MethodOutput
 from oodbench.metrics.pixel import PixelMetricState
+from oodbench.evaluation.map_store import MapStore
 from oodbench.evaluation.score_cache import ScoreCache
 from oodbench.evaluation.score_pass import score_pass
 
@@ -52,7 +53,7 @@ def consumed(device_type, cache=None):
     def consume(item):
         seen.append((item.sample.id, threading.current_thread().name))
         state.update(item.sample.label, item.score)
-    score_pass(Brightness(device_type), data, 2, False, "t", [consume], cache=cache)
+    score_pass(Brightness(device_type), data, 2, False, "t", [consume], store=MapStore(cache))
     return data, seen, state
 
 
@@ -80,7 +81,7 @@ def test_an_interrupt_keeps_the_batches_before_it(tmp_path):
     cache, seen = ScoreCache("k", tmp_path), []
     with pytest.raises(KeyboardInterrupt):
         score_pass(Brightness("cuda", fail_at=3), Frames(), 2, False, "t", [lambda item: seen.append(item.sample.id)],
-                   cache=cache)
+                   store=MapStore(cache))
     assert seen == ["s0", "s1", "s2", "s3"]
     assert [cache.get(f"s{k}", s.image) is not None for k, s in enumerate(Frames())] == [True] * 4 + [False] * 5
 

@@ -3,9 +3,12 @@ no command imports the command line)."""
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Callable, Sequence
 
 from ..errors import OodbenchError
+
+DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
 
 
 def count(minimum: int) -> Callable[[str], int]:
@@ -24,9 +27,10 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def parse_options(pairs: Sequence[str]) -> dict:
+def parse_options(pairs: Sequence[str], decimals: bool = False) -> dict:
     """``KEY=VALUE`` strings -> dict; integers written as such (``12``, ``-3``, not ``007``, which stays a string,
-    e.g. a frame id) and true/false/none become Python values; a key given twice is refused."""
+    e.g. a frame id) and true/false/none become Python values, and with ``decimals`` finite decimal numbers
+    (``0.5``, ``1e-3``) floats; a key given twice is refused."""
     options: dict = {}
     for kv in pairs:
         if "=" not in kv:
@@ -41,6 +45,13 @@ def parse_options(pairs: Sequence[str]) -> dict:
             options[key] = None
         elif value.lstrip("-").isdigit() and str(int(value)) == value:
             options[key] = int(value)
+        elif decimals and _decimal(value):
+            options[key] = float(value)
         else:
             options[key] = value
     return options
+
+
+def _decimal(text: str) -> bool:
+    """Whether ``text`` is a decimal number with a point or an exponent: 0.5, -2., 1e-3 (not 007, inf, nan, 1_0)."""
+    return DECIMAL.fullmatch(text) is not None

@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         record, path = run(args.method, dataset=args.dataset, split=args.split, data_root=args.data_root,
                            out_dir=args.out, seed=args.seed, batch_size=args.batch_size,
                            progress=not args.quiet and ctx.rank == 0, dataset_options=parse_options(args.option),
+                           method_options=parse_options(args.method_option, decimals=True),
                            meta_protocol=args.meta_protocol, deep_fingerprint=args.deep, checkpoint=args.checkpoint,
                            network=args.network,
                            score_cache=not args.no_score_cache, shard=shard, from_cache=args.command == "merge",
@@ -116,6 +117,9 @@ def add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=count(0), default=0)
     r.add_argument("--batch-size", type=count(1), default=4)
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. mapping=metaood")
+    r.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="method option (repeatable), e.g. sigma=2.0 for sml_bs_ds or fit_split=train for a fitted "
+                        "method; recorded as method.options (`oodbench list methods -v` names each method's)")
     r.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
                    help="meta classifier cross-validation: grouped by image with per-fold scaling (default) or the "
                         "paper's leave-one-out over segments with z-scoring over all of them")

@@ -31,6 +31,7 @@ from ..metrics.instances import InstanceMetricState, predicted_instances
 from ..outputs import check_output_dir
 from ..segments.collector import instance_ground_truth, overlap_table
 from .export import frame_scores, staged_folder
+from .map_store import MapStore
 from .prepare import Prepared, prepare
 from .replay import Replay, second_pass
 from .score_cache import ScoreCache
@@ -240,13 +241,14 @@ def _write_all(prep: Prepared, policy: ThresholdPolicy, labelled: bool, done: Ex
     """Choose the threshold as ``run`` does and write every frame: labelled splits through ``run``'s score pass
     (and its second pass for the oracle), unlabelled ones from the method's maps directly."""
     ds, cache = prep.ds, prep.cache(prep.ds)
+    store = MapStore(cache)
     if policy.kind == "oracle":
         states = EvaluationStates(conventions={n: create_convention(n) for n in policy.needs_conventions()})
         with tempfile.TemporaryDirectory(prefix="oodbench-scores-") as scratch:
             spill = None if cache is not None else ScoreCache("pass", scratch, dtype="float32")
             replay = Replay((cache or spill).dtype, spill)
             score_pass(prep.method, ds, batch_size, progress, f"{prep.method.name} on {ds.name}/{ds.split}",
-                       [states.consume, replay], cache)
+                       [states.consume, replay], store)
             done.threshold, best_f1 = policy.oracle(states.pixel, states.conventions)
             done.choice = policy.describe(done.threshold, pixel_f1=best_f1)
             second_pass(replay, ds, batch_size, progress, desc, [done], cache or spill)
@@ -256,7 +258,7 @@ def _write_all(prep: Prepared, policy: ThresholdPolicy, labelled: bool, done: Ex
     done.choice = policy.describe(done.threshold, **({"validation": {"split": other.split, "fingerprint":
                                                                      other.fingerprint()}} if other else {}))
     if labelled:
-        score_pass(prep.method, ds, batch_size, progress, desc, [done], cache)
+        score_pass(prep.method, ds, batch_size, progress, desc, [done], store)
         return
     for sample, score in frame_scores(prep, prep.method.name, batch_size, progress, desc):
         if not np.isfinite(score).all():

@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.base import Sample
+from .map_store import MapStore
 from .score_cache import ScoreCache
 from .score_pass import Consumer, Part, Scored, consume, score_pass
 
@@ -46,5 +47,5 @@ def second_pass(replay: Replay, dataset: Sequence[Sample], batch_size: int, prog
     from ``cache`` (which must hold their maps)."""
     for sample, score in replay.items:
         consume([Scored(sample, score.astype(np.float32))], consumers, dataset)
-    score_pass(None, Part(dataset, range(len(replay), len(dataset))), batch_size, progress, desc, consumers, cache,
-               done=len(replay))
+    score_pass(None, Part(dataset, range(len(replay), len(dataset))), batch_size, progress, desc, consumers,
+               MapStore(cache), done=len(replay))

@@ -21,6 +21,7 @@ from ..metrics.conventions import create_convention
 from ..metrics.instances import InstanceMetricState
 from ..metrics.pixel import PixelMetricState
 from .categories import PerCategory
+from .map_store import MapStore
 from .prepare import prepare
 from .replay import Replay, second_pass
 from .score_cache import STORAGE, ScoreCache
@@ -106,6 +107,7 @@ class RunOptions:
     batch_size: int = 4
     progress: bool = True
     dataset_options: dict[str, Any] | None = None
+    method_options: dict[str, Any] | None = None
     meta_protocol: str | None = None
     deep_fingerprint: bool = False
     checkpoint: str | Path | None = None
@@ -131,7 +133,7 @@ def run(method: str | Method, options: RunOptions | None = None, **changes: Any)
         replay = ev.replay(scratch)
         model_seconds, cached = score_pass(ev.scorer, ev.part, o.batch_size, o.progress, ev.title,
                                            [ev.states.consume] + ([replay] if replay is not None else []),
-                                           ev.score_cache, ev.segment_threshold)
+                                           ev.store)
         if o.shard is not None:
             return ev.shard_summary(cached), None
         ev.merge()
@@ -154,6 +156,7 @@ class _Evaluation:
         self.named = {name: create_convention(name) for name in dict.fromkeys(names)}
         self.prep = prepare(method, o.dataset, o.split, o.data_root, o.dataset_options, o.seed, o.checkpoint,
                             o.batch_size, o.progress, o.score_cache, o.cache_root, network=o.network,
+                            method_options=o.method_options,
                             need_cache="sharded runs and merging" if o.shard or o.from_cache else "")
         self.ds, self.method = self.prep.ds, self.prep.method
         self.setup_seconds = time.perf_counter() - self.start
@@ -168,6 +171,7 @@ class _Evaluation:
             raise OodbenchError(f"--shard {o.shard[0]}/{o.shard[1]}: {o.dataset}/{o.split} has {len(self.ds)} images, "
                                 f"so N can be at most {len(self.ds)}")
         self.score_cache = self.prep.cache(self.ds)
+        self.store = MapStore(self.score_cache, self.segment_threshold)
         self.rank, self.size = world()
         self.part = (Shard(self.ds, *o.shard) if o.shard is not None else
                      Shard(self.ds, self.rank, self.size) if self.size > 1 else self.ds)

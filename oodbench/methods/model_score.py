@@ -209,8 +209,8 @@ def load_method_network(method_card: str, checkpoint: str | Path | None,
 
 
 def model_score_method(name: str, score: str, stage: str, card: str, seed: int = 0, device: str | None = None,
-                       checkpoint: str | Path | None = None, amp: bool | None = None, network: str | None = None,
-                       **_: Any) -> ModelScoreMethod:
+                       checkpoint: str | Path | None = None, amp: bool | None = None,
+                       network: str | None = None) -> ModelScoreMethod:
     return ModelScoreMethod(name, score, stage, card, seed=seed, checkpoint=checkpoint, device=device, amp=amp,
                             network=network)
 

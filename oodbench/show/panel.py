@@ -15,6 +15,7 @@ from ..data.base import Dataset
 from ..labels import IGNORE_LABEL
 from ..errors import OodbenchError
 from ..methods import Method
+from ..evaluation.map_store import MapStore
 from ..evaluation.prepare import prepare  # the run's own set-up and score-cache keys: show reads what run wrote
 from ..evaluation.score_pass import Scored, score_pass
 from ..segments.collector import SegmentCollector, count_errors
@@ -87,7 +88,8 @@ def _meta_pass(m: Method, ds: Dataset, chosen: str, threshold: float, batch_size
         if item.sample.id == chosen:
             kept["item"] = item
 
-    score_pass(m, ds, batch_size, progress, f"{m.name} on {ds.name}/{ds.split}", [consume], cache, threshold)
+    score_pass(m, ds, batch_size, progress, f"{m.name} on {ds.name}/{ds.split}", [consume],
+               MapStore(cache, threshold))
     stage = m.segment_stage
     preds = collector.image_predictions(protocol=protocol, n_splits=stage.n_splits, seed=seed, progress=progress)
     item = kept["item"]
@@ -122,7 +124,7 @@ def panel_data(method: str | Method, dataset: str = "synthetic", image_id: str =
     index = find_index(ds, image_id)
     if m.segment_stage is None:
         kept: list[Scored] = []
-        score_pass(m, [ds[index]], batch_size, False, "", [kept.append], prep.cache(ds))
+        score_pass(m, [ds[index]], batch_size, False, "", [kept.append], MapStore(prep.cache(ds)))
         sample, score = kept[0].sample, kept[0].score
         return PanelData(m.name, ds.name, ds.split, sample.id, sample.image, sample.label, score)
     threshold, _ = prep.segment_threshold()
