@@ -14,14 +14,14 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from ..data.base import Dataset, Sample, SkippedFileWarning
+from ..data.base import Dataset, SkippedFileWarning
 from ..errors import OodbenchError, ScoreError
 from ..files import atomic_write
 from ..labels import IGNORE_LABEL
@@ -29,7 +29,7 @@ from ..methods import Method
 from ..metrics.conventions import create_convention
 from ..metrics.instances import InstanceMetricState, predicted_instances
 from ..outputs import check_output_dir
-from ..segments.collector import instance_ground_truth, overlap_table
+from ..segments.overlap import OverlapTable, instance_ground_truth, masks_table
 from .export import frame_scores, staged_folder
 from .map_store import MapStore
 from .prepare import Prepared, prepare
@@ -107,15 +107,15 @@ def _mask(path: Path, where: str) -> np.ndarray:
                               f"PNG, 255 on the instance and 0 elsewhere") from exc
 
 
-def read_frame(folder: Path, frame: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """One image's predictions as an instance id map (mask ``k`` of the txt, empty ones skipped, is id ``k``) and
-    their confidences."""
+def frame_predictions(folder: Path, frame: str, shape: tuple[int, int]) -> Iterator[tuple[np.ndarray, float]]:
+    """One image's predictions, (binary mask, confidence) in the txt's order, read one at a time; empty masks are
+    skipped. Masks may overlap: the reference matches each on its own."""
     txt = folder / f"{frame}{TXT_END}"
     if not txt.is_file():
         raise SubmissionError(f"{txt}: no prediction file for image {frame!r}; every image needs "
                               f"<frame>{TXT_END} in {folder} (`oodbench export oodis` writes them; an image without "
                               f"instances lists one empty mask)")
-    pred, confidence, names, seen = np.zeros(shape, np.int32), [], [], {}
+    seen: dict[str, int] = {}
     for n, line in enumerate(txt.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -148,17 +148,23 @@ def read_frame(folder: Path, frame: str, shape: tuple[int, int]) -> tuple[np.nda
             raise SubmissionError(f"{where}: mask {rel} is listed twice (also on line {seen[key]}); list each "
                                   f"instance once")
         seen[key] = n
-        if not mask.any():
-            continue
-        taken = pred[mask]
-        if taken.any():
-            raise SubmissionError(f"{where}: mask {rel} overlaps mask {names[int(taken.max()) - 1]} on "
-                                  f"{int(np.count_nonzero(taken))} pixel(s); oodbench evaluates disjoint instances "
-                                  f"(one per pixel): give each pixel to one instance, e.g. the more confident one")
-        confidence.append(value)
-        names.append(rel)
-        pred[mask] = len(confidence)
-    return pred, np.asarray(confidence, np.float64)
+        if mask.any():
+            yield mask, value
+
+
+def frame_table(folder: Path, frame: str, gt: np.ndarray, void: np.ndarray,
+                annotated: bool = False) -> tuple[OverlapTable, np.ndarray]:
+    """The overlap table of one image's submitted masks with its ground-truth instances ``gt`` and ``void`` pixels,
+    and the masks' confidences."""
+    confidence: list[float] = []
+
+    def masks() -> Iterator[np.ndarray]:
+        for mask, value in frame_predictions(folder, frame, gt.shape):
+            confidence.append(value)
+            yield mask
+
+    table = masks_table(gt, void, masks(), annotated)
+    return table, np.asarray(confidence, np.float64)
 
 
 def evaluate_submission(path: str | Path, ds: Dataset, progress: bool = False) -> dict[str, Any]:
@@ -175,8 +181,7 @@ def evaluate_submission(path: str | Path, ds: Dataset, progress: bool = False) -
         frame = frame_name(ds.name, sample.id)
         frames.add(f"{frame}{TXT_END}")
         gt, annotated = instance_ground_truth(sample.label, sample.instance_label)
-        pred, confidence = read_frame(folder, frame, sample.label.shape)
-        state.add_table(overlap_table(gt, sample.label == IGNORE_LABEL, pred, annotated), confidence)
+        state.add_table(*frame_table(folder, frame, gt, sample.label == IGNORE_LABEL, annotated))
     stray = sorted(p.name for p in folder.glob(f"*{TXT_END}") if p.name not in frames)
     if stray:
         warnings.warn(f"{folder}: {len(stray)} prediction file(s) belong to no image of {ds.name}/{ds.split} and are "

@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import OodbenchError, ScoreError
 from ..files import atomic_write
 from ..paths import home
-from ..segments.collector import ImageSegments, OverlapTable
+from ..segments.collector import ImageSegments
+from ..segments.overlap import OverlapTable
 
 STORAGE = "float16"  # what SegmentMeIfYouCan stores; records that use cached scores say so
 FORMAT = 5  # one <id>.npz per frame: the map, the meta stage's segments with their instance overlap table and a

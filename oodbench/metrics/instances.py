@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import IGNORE_LABEL
-from ..segments.collector import OverlapTable, instance_ground_truth, overlap_table
+from ..segments.overlap import OverlapTable, instance_ground_truth, overlap_table
 from ..segments.components import label_components
 
 OVERLAPS = np.arange(0.5, 1.0, 0.05)
