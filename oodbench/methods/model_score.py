@@ -153,7 +153,8 @@ class ModelScoreMethod(Method):
         if not all(callable(getattr(self.model, a, None)) for a in ("features", "classifier", "resize")):
             raise OodbenchError(f"method {self.name!r} needs the penultimate features of its network, and "
                                 f"{self.model_label!r} exposes none (features/classifier/resize); run it on the "
-                                f"embedded benchmark (tiny_deeplab) or with --network espnetv2_cityscapes")
+                                f"embedded benchmark (tiny_deeplab) or with --network espnetv2_cityscapes (also WRN38 and timm "
+                                f"DeepLabV3+ networks)")
         return self.model
 
     def config(self) -> dict[str, Any]:

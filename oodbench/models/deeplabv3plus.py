@@ -68,12 +68,23 @@ class DeepLabV3PlusWRN38(WiderResNet38A2):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (B, 256, H/4, W/4): the decoder output that the final 1x1 classifier reads."""
         m2, deep = self.forward_features(self.normalize(x))
         up = upsample(self.bot_aspp(self.aspp(deep)), m2.shape[-2:])
-        y = self.final(torch.cat([self.bot_fine(m2), up], dim=1))
-        return upsample(y, size)
+        return self.final[:-1](torch.cat([self.bot_fine(m2), up], dim=1))
+
+    @property
+    def classifier(self) -> nn.Conv2d:
+        """The final 1x1 (no bias): penultimate features -> logits."""
+        return self.final[-1]
+
+    def resize(self, x: torch.Tensor, size) -> torch.Tensor:
+        """How the logits reach the input size (bilinear, align_corners=True); features resized alike stay aligned."""
+        return upsample(x, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resize(self.classifier(self.features(x)), x.shape[-2:])
 
 
 @register_model("deeplabv3plus_wrn38")

@@ -123,15 +123,22 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"backbone feature has shape {tuple(x.shape)}; feature_info promised {channels} channels")
         return x.contiguous()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (B, decoder_channels, H/4, W/4 at the usual strides): what the 1x1 classifier
+        reads."""
         x = (x.to(self.mean.dtype) - self.mean) / self.std
         feats = self.backbone(x)
         low = self._nchw(feats[self.low_index], self.low_channels_in)
         deep = self.aspp(self._nchw(feats[self.deep_index], self.deep_channels_in))
         deep = F.interpolate(deep, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        out = self.classifier(self.decoder(torch.cat([deep, self.low(low)], dim=1)))
-        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return self.decoder(torch.cat([deep, self.low(low)], dim=1))
+
+    def resize(self, x: torch.Tensor, size) -> torch.Tensor:
+        """How the logits reach the input size (bilinear, align_corners=False); features resized alike stay aligned."""
+        return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.resize(self.classifier(self.features(x)), x.shape[-2:])
 
 
 def select_features(reductions: Sequence[int]) -> tuple[int, int]:
