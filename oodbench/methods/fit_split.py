@@ -1,6 +1,7 @@
 """The in-distribution frames a fit stage reads: a registered split (the embedded benchmark's
 ``synthetic_cityscapes/train``, Cityscapes ``val``) or Cityscapes frames lying loose in a folder (``cityscapes_frames``,
-e.g. a handful of ``*_leftImg8bit.png`` frames in a ``cityscapes/`` folder); the record names which, with its fingerprint."""
+e.g. a handful of ``*_leftImg8bit.png`` frames in a ``cityscapes/`` folder); the record names which, with its
+fingerprint."""
 from __future__ import annotations
 
 from pathlib import Path
