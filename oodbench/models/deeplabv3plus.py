@@ -68,11 +68,17 @@ class DeepLabV3PlusWRN38(WiderResNet38A2):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate features (B, 256, H/4, W/4): the decoder output that the final 1x1 classifier reads."""
+    def _decoder_input(self, x: torch.Tensor) -> torch.Tensor:
         m2, deep = self.forward_features(self.normalize(x))
         up = upsample(self.bot_aspp(self.aspp(deep)), m2.shape[-2:])
-        return self.final[:-1](torch.cat([self.bot_fine(m2), up], dim=1))
+        return torch.cat([self.bot_fine(m2), up], dim=1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (B, 256, H/4, W/4): the decoder output that the final 1x1 classifier reads."""
+        y = self._decoder_input(x)
+        for layer in self.final[:-1]:
+            y = layer(y)
+        return y
 
     @property
     def classifier(self) -> nn.Conv2d:
@@ -84,7 +90,8 @@ class DeepLabV3PlusWRN38(WiderResNet38A2):
         return upsample(x, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.resize(self.classifier(self.features(x)), x.shape[-2:])
+        """``final`` runs as one module, so hooks on it see the decoder input and the logits."""
+        return self.resize(self.final(self._decoder_input(x)), x.shape[-2:])
 
 
 @register_model("deeplabv3plus_wrn38")
