@@ -1,6 +1,6 @@
 """Named pixel-metric conventions of published evaluation code, each a streaming, mergeable state.
 
-Papers disagree by several AP points because their evaluation code differs (shared/reference/metrics.md);
+Papers disagree by several AP points because their evaluation code differs (README, "Conventions");
 each convention here is one such code path, selected by name and recorded with its numbers. ``canonical``
 is oodbench's default. Labels: 0 in-distribution, 1 OoD (the positive class), 255 ignore; higher score =
 more OoD. One ``update`` call is one frame. The pooled conventions bin scores as ``PixelMetricState(bits)``
