@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from ..errors import OodbenchError
 
+# a decimal number with a point or an exponent: 0.5, -2., 1e-3 (not 007, inf, nan, 1_0)
 DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+(\.\d*)?[eE][+-]?\d+)")
 
 
@@ -45,13 +46,9 @@ def parse_options(pairs: Sequence[str], decimals: bool = False) -> dict:
             options[key] = None
         elif value.lstrip("-").isdigit() and str(int(value)) == value:
             options[key] = int(value)
-        elif decimals and _decimal(value):
+        elif decimals and DECIMAL.fullmatch(value):
             options[key] = float(value)
         else:
             options[key] = value
     return options
 
-
-def _decimal(text: str) -> bool:
-    """Whether ``text`` is a decimal number with a point or an exponent: 0.5, -2., 1e-3 (not 007, inf, nan, 1_0)."""
-    return DECIMAL.fullmatch(text) is not None

@@ -119,7 +119,7 @@ def add_run_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset option, e.g. mapping=metaood")
     r.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                    help="method option (repeatable), e.g. sigma=2.0 for sml_bs_ds or fit_split=train for a fitted "
-                        "method; recorded as method.options (`oodbench list methods -v` names each method's)")
+                        "method; recorded as method.options (README, 'Methods')")
     r.add_argument("--meta-protocol", choices=["grouped", "loo"], default=None,
                    help="meta classifier cross-validation: grouped by image with per-fold scaling (default) or the "
                         "paper's leave-one-out over segments with z-scoring over all of them")
