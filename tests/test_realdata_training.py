@@ -29,7 +29,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from realdata import CITYSCAPES, OOD_OBJECTS, espnetv2_weights, needs
+import realdata_layouts as layouts
+from realdata import CITYSCAPES, OOD_OBJECTS, REALDATA, espnetv2_weights, needs
+from realdata_layouts import VAL_FRAME
 from torch.utils.data import DataLoader
 
 from oodbench.cli import main
@@ -44,14 +46,6 @@ from oodbench.training.validation import evaluate_miou
 
 NETWORK = "espnetv2_cityscapes"
 WEIGHTS = espnetv2_weights(2.0)
-TRAIN_LABELS = {"frankfurt_000001_058914": "frankfurt_000001_058914_gtFine_labelTrainIds_fromcolor.png",
-                "frankfurt_000000_000294": "frankfurt_000000_000294_gtFine_labelTrainIds_256x128.png"}
-VAL_FRAME = "frankfurt_000001_058914"
-EVAL_FRAMES = ("frankfurt_000000_000576", "frankfurt_000000_002196", "frankfurt_000000_003025")  # held out, unlabelled
-OBJECTS = ("vainf_1", "vainf_23", "vainf_114")  # aeroplane, sheep, bird
-VOID = (224, 224, 192)  # VOC's boundary/void colour: neither object nor background
-OBJECT_AREA = 4000  # pixels of each pasted object
-EVAL_PLACES = ((380, 300), (600, 290), (200, 250))  # top-left (x, y) of each object's box in its 1024x512 frame
 STEPS = 10  # optimizer steps of the main run (one epoch = both frames = one batch of 2)
 REF_STEPS, CUT = 4, 2  # the resume check: an uninterrupted run of REF_STEPS against one cut after CUT and resumed
 K = 3  # the loss falls: mean of the last K logged steps below the mean of the first K
@@ -60,59 +54,10 @@ TRAIN_ARGS = ["--proxy-mode", "paste", "--proxy-fraction", "1.0", "--crop", "256
               "--workers", "0", "--seed", "0", "--quiet"]
 
 
-def voc_object(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A VOC image cut to its object's bounding box and scaled (image bilinear, mask nearest) so the object covers
-    about OBJECT_AREA pixels, and the object mask: pixels of a class colour, not background (black) nor void."""
-    image = Image.open(OOD_OBJECTS / f"{name}_image.png").convert("RGB")
-    target = np.asarray(Image.open(OOD_OBJECTS / f"{name}_target.png").convert("RGB"))
-    mask = target.any(-1) & ~np.all(target == VOID, -1)
-    ys, xs = np.nonzero(mask)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    scale = (OBJECT_AREA / mask.sum()) ** 0.5
-    size = (round((box[2] - box[0]) * scale), round((box[3] - box[1]) * scale))
-    image = np.asarray(image.crop(box).resize(size, Image.BILINEAR))
-    mask = np.asarray(Image.fromarray(mask[box[1]:box[3], box[0]:box[2]]).resize(size, Image.NEAREST))
-    return image, mask
-
-
-def write_layouts(base):
-    """Cityscapes' layout (train: both labelled frames; val: 058914) and meta-ood's COCO-proxy layout."""
-    cs, coco = base / "cityscapes", base / "coco"
-    for split, stems in (("train", list(TRAIN_LABELS)), ("val", [VAL_FRAME])):
-        images, labels = cs / "leftImg8bit" / split / "frankfurt", cs / "gtFine" / split / "frankfurt"
-        images.mkdir(parents=True)
-        labels.mkdir(parents=True)
-        for stem in stems:
-            shutil.copyfile(CITYSCAPES / f"{stem}_leftImg8bit.png", images / f"{stem}_leftImg8bit.png")
-            size = Image.open(images / f"{stem}_leftImg8bit.png").size
-            Image.open(CITYSCAPES / TRAIN_LABELS[stem]).resize(size, Image.NEAREST).save(
-                labels / f"{stem}_gtFine_labelTrainIds.png")
-    (coco / "train2017").mkdir(parents=True)
-    (coco / "annotations" / "ood_seg_train2017").mkdir(parents=True)
-    for i, name in enumerate(OBJECTS):
-        image, mask = voc_object(name)
-        Image.fromarray(image).save(coco / "train2017" / f"{i + 1:012d}.jpg", quality=95)
-        Image.fromarray(np.where(mask, 254, 0).astype(np.uint8)).save(
-            coco / "annotations" / "ood_seg_train2017" / f"{i + 1:012d}.png")
-    return cs, coco
-
-
 def eval_frames() -> tuple[np.ndarray, np.ndarray]:
-    """(3,512,1024,3) held-out frames resized to the protocol's input size, each with one VOC object pasted at a
-    fixed place, and (3,512,1024) masks of the pasted pixels."""
-    size = load_network_card(NETWORK).protocol.input_size
-    frames, masks = [], []
-    for stem, name, (x0, y0) in zip(EVAL_FRAMES, OBJECTS, EVAL_PLACES):
-        frame = np.array(Image.open(CITYSCAPES / f"{stem}_leftImg8bit.png").convert("RGB").resize(size, Image.BILINEAR))
-        image, mask = voc_object(name)
-        ys, xs = np.nonzero(mask)
-        assert ys.max() + y0 < size[1] and xs.max() + x0 < size[0], f"{name} does not fit at {(x0, y0)}"
-        frame[ys + y0, xs + x0] = image[ys, xs]
-        pasted = np.zeros(frame.shape[:2], bool)
-        pasted[ys + y0, xs + x0] = True
-        frames.append(frame)
-        masks.append(pasted)
-    return np.stack(frames), np.stack(masks)
+    """(3,512,1024,3) held-out frames at the protocol's input size, each with one VOC object pasted at a fixed
+    place, and (3,512,1024) masks of the pasted pixels."""
+    return layouts.eval_frames(REALDATA, load_network_card(NETWORK).protocol.input_size)[1:]
 
 
 def card_network(weights):
@@ -163,7 +108,7 @@ def runs(tmp_path_factory, single_thread):
     """The reference (REF_STEPS uninterrupted); the cut run (stopped by --max-steps after CUT, resumed to
     REF_STEPS, a copy kept), then resumed with more epochs to STEPS: the main run."""
     base = tmp_path_factory.mktemp("realdata_training")
-    cs, coco = write_layouts(base)
+    cs, coco = layouts.write_layouts(REALDATA, base)
     argv = ["train", "--dataset", "cityscapes", "--data-root", str(cs), "--option", "expected=false",
             "--proxy-root", str(coco), "--network", NETWORK, "--init", str(WEIGHTS), *TRAIN_ARGS]
     ref, run, resumed = base / "reference", base / "run", base / "resumed"

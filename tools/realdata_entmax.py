@@ -24,59 +24,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.dont_write_bytecode = True
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+import realdata_layouts as layouts  # noqa: E402  (shared with tests/test_realdata_training.py)
 NET = "espnetv2_cityscapes"
-LABELS = {"frankfurt_000001_058914": "frankfurt_000001_058914_gtFine_labelTrainIds_fromcolor.png",
-          "frankfurt_000000_000294": "frankfurt_000000_000294_gtFine_labelTrainIds_256x128.png"}
-VAL = "frankfurt_000001_058914"
-HELD_OUT = ("frankfurt_000000_000576", "frankfurt_000000_002196", "frankfurt_000000_003025")
-OBJECTS, PLACES = ("vainf_1", "vainf_23", "vainf_114"), ((380, 300), (600, 290), (200, 250))
-VOID, AREA = (224, 224, 192), 4000
-
-
-def voc_object(realdata: Path, name: str):
-    """A VOC image cut to its object's box and scaled so the object covers AREA px; and the object mask."""
-    import numpy as np
-    from PIL import Image
-    image = Image.open(realdata / "ood_objects" / f"{name}_image.png").convert("RGB")
-    target = np.asarray(Image.open(realdata / "ood_objects" / f"{name}_target.png").convert("RGB"))
-    mask = target.any(-1) & ~np.all(target == VOID, -1)
-    ys, xs = np.nonzero(mask)
-    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    scale = (AREA / mask.sum()) ** 0.5
-    size = (round((box[2] - box[0]) * scale), round((box[3] - box[1]) * scale))
-    mask = np.asarray(Image.fromarray(mask[box[1]:box[3], box[0]:box[2]]).resize(size, Image.NEAREST))
-    return np.asarray(image.crop(box).resize(size, Image.BILINEAR)), mask
-
-
-def write_layouts(realdata: Path, work: Path):
-    """Cityscapes' layout (train: both labelled frames, val: 058914) and meta-ood's COCO-proxy layout (254 = OoD)."""
-    import numpy as np
-    from PIL import Image
-    cs, coco = work / "cityscapes", work / "coco"
-    for split, stems in (("train", list(LABELS)), ("val", [VAL])):
-        images, labels = cs / "leftImg8bit" / split / "frankfurt", cs / "gtFine" / split / "frankfurt"
-        images.mkdir(parents=True, exist_ok=True)
-        labels.mkdir(parents=True, exist_ok=True)
-        for stem in stems:
-            shutil.copyfile(realdata / "cityscapes" / f"{stem}_leftImg8bit.png", images / f"{stem}_leftImg8bit.png")
-            size = Image.open(images / f"{stem}_leftImg8bit.png").size
-            Image.open(realdata / "cityscapes" / LABELS[stem]).resize(size, Image.NEAREST).save(
-                labels / f"{stem}_gtFine_labelTrainIds.png")
-    for sub in ("train2017", "annotations/ood_seg_train2017"):
-        (coco / sub).mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(OBJECTS):
-        image, mask = voc_object(realdata, name)
-        Image.fromarray(image).save(coco / "train2017" / f"{i + 1:012d}.jpg", quality=95)
-        Image.fromarray(np.where(mask, 254, 0).astype(np.uint8)).save(
-            coco / "annotations" / "ood_seg_train2017" / f"{i + 1:012d}.png")
-    return cs, coco
 
 
 def closed_set(realdata: Path, cs: Path, weights: dict[str, Path]) -> dict[str, dict[str, float]]:
@@ -84,24 +40,13 @@ def closed_set(realdata: Path, cs: Path, weights: dict[str, Path]) -> dict[str, 
     held-out frames, mean normalized entropy on pasted VOC objects and on the other pixels of those frames."""
     import numpy as np
     import torch
-    from PIL import Image
     from oodbench.data import DATASETS
     from oodbench.models.checkpoint import load_into
     from oodbench.models.network_cards import load_network_card
     from oodbench.scores import SCORES
     card = load_network_card(NET)
     frame = DATASETS.create("cityscapes", root=cs, split="val", expected=False)[0]
-    held, masks = [], []
-    for stem, name, (x0, y0) in zip(HELD_OUT, OBJECTS, PLACES):
-        im = Image.open(realdata / "cityscapes" / f"{stem}_leftImg8bit.png").convert("RGB")
-        held.append(np.array(im.resize(card.protocol.input_size, Image.BILINEAR)))
-        obj, mask = voc_object(realdata, name)
-        ys, xs = np.nonzero(mask)
-        pasted = held[-1].copy()
-        pasted[ys + y0, xs + x0] = obj[ys, xs]
-        held.append(pasted)
-        masks.append(np.zeros(pasted.shape[:2], bool))
-        masks[-1][ys + y0, xs + x0] = True
+    clean, pasted, masks = layouts.eval_frames(realdata, card.protocol.input_size)
     out, preds = {}, {}
     for tag, path in weights.items():
         model = card.build()
@@ -114,9 +59,8 @@ def closed_set(realdata: Path, cs: Path, weights: dict[str, Path]) -> dict[str, 
                 return card.protocol.restore(model(x), size)
         known = frame.label < 19
         acc = float((logits(frame.image, frame.label.shape).argmax(1)[0].numpy()[known] == frame.label[known]).mean())
-        maps = [logits(im, im.shape[:2]) for im in held]
-        preds[tag] = np.stack([m.argmax(1)[0].numpy() for m in maps[0::2]])
-        ent = [SCORES.get("entropy")(m)[0].numpy() for m in maps[1::2]]
+        preds[tag] = np.stack([logits(im, im.shape[:2]).argmax(1)[0].numpy() for im in clean])
+        ent = [SCORES.get("entropy")(logits(im, im.shape[:2]))[0].numpy() for im in pasted]
         out[tag] = {"acc": acc, "ent_obj": float(np.mean([e[m].mean() for e, m in zip(ent, masks)])),
                     "ent_rest": float(np.mean([e[~m].mean() for e, m in zip(ent, masks)]))}
     for tag in out:
@@ -148,7 +92,7 @@ def main() -> int:
         torch.set_num_threads(a.threads)
     published = realdata / "weights" / "espnetv2_s_2.0_city_1024x512.pth"
     ra = realdata / "RoadAnomaly_jpg"
-    cs, coco = write_layouts(realdata, work)
+    cs, coco = layouts.write_layouts(realdata, work)
     run = work / f"train-s{a.steps}-lr{a.lr}-c{a.crop}-l{a.lam}"
     start = time.perf_counter()
     done = (run / "log.jsonl").exists() and any(json.loads(line).get("finished") for line in
